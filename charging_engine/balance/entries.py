@@ -1,0 +1,61 @@
+"""The ledger entry every balance mutation appends to its bucket's stream, as settlement reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+KINDS = frozenset(
+    {"reserve", "extend", "commit", "release", "expire", "topup", "adjust", "withdraw", "provision"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One mutation of one account.
+
+    ``seq`` numbers the account's entries from 1 without gaps: (tenant, account, seq) is the
+    entry's identity in Postgres, and a Redis balance at seq N equals the sum of ``amount`` over
+    entries 1..N. ``amount`` is the balance delta (negative for charges), ``reserved`` the
+    reservation delta; ``extra`` carries call details (CDR) or payment metadata.
+    """
+
+    stream_id: str
+    tenant: str
+    account: str
+    seq: int
+    kind: str
+    amount: int
+    reserved: int
+    balance_after: int
+    idem_key: str
+    ts_ms: int
+    call_id: str
+    extra: dict[str, Any]
+
+
+def pack_extra(extra: dict[str, Any] | None) -> bytes:
+    return msgpack.packb(extra or {}, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def parse_entry(stream_id: bytes | str, fields: dict[bytes, bytes]) -> LedgerEntry:
+    """Decode one XREADGROUP entry written by the ``append`` helper of charging.lua."""
+    sid = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    raw = fields.get(b"x", b"")
+    extra: dict[str, Any] = msgpack.unpackb(raw, raw=False) if raw else {}
+    return LedgerEntry(
+        stream_id=sid,
+        tenant=fields[b"t"].decode(),
+        account=fields[b"a"].decode(),
+        seq=int(fields[b"s"]),
+        kind=fields[b"k"].decode(),
+        amount=int(fields[b"amt"]),
+        reserved=int(fields[b"rsv"]),
+        balance_after=int(fields[b"bal"]),
+        idem_key=fields[b"idem"].decode(),
+        ts_ms=int(fields[b"ts"]),
+        call_id=fields[b"call"].decode(),
+        extra=extra,
+    )
