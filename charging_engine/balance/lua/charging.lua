@@ -12,9 +12,9 @@ Amounts are integers (micros) well below 2^53, exact in Lua numbers; balances mo
 
 local function num(v) return tonumber(v) or 0 end
 
-local function member(call) return ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. call end
+local function member(ARGV, call) return ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. call end
 
-local function append(kind, amt, rsv, call, idem, extra)
+local function append(KEYS, ARGV, kind, amt, rsv, call, idem, extra)
   local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
   local bal = redis.call('HGET', KEYS[1], 'balance')
   redis.call('XADD', KEYS[5], '*', 't', ARGV[1], 'a', ARGV[2], 's', seq, 'k', kind,
@@ -22,11 +22,11 @@ local function append(kind, amt, rsv, call, idem, extra)
   return seq
 end
 
-local function remember(result)
+local function remember(KEYS, ARGV, result)
   redis.call('SET', KEYS[6], result, 'EX', tonumber(ARGV[4]))
 end
 
-local function account_state()
+local function account_state(KEYS)
   local f = redis.call('HMGET', KEYS[1], 'balance', 'credit', 'reserved', 'status')
   if not f[1] then return nil end
   return {balance = num(f[1]), credit = num(f[2]), reserved = num(f[3]), status = f[4]}
@@ -35,10 +35,10 @@ end
 -- authorize: ARGV[5] call, [6] cap, [7] minimum, [8] expires ms, [9] session blob, [10] extra
 -- KEYS[6] is the call's end record: a call that already ended cannot be authorized again.
 -- -> {status, reserved, available after}; a repeated authorize returns the existing reservation.
-local function authorize(keys, args)
+local function authorize(KEYS, ARGV)
   local call = ARGV[5]
   if redis.call('EXISTS', KEYS[6]) == 1 then return {'already_ended', 0, 0} end
-  local a = account_state()
+  local a = account_state(KEYS)
   if not a then return {'unknown_account', 0, 0} end
   local avail = a.balance + a.credit - a.reserved
   local existing = redis.call('HGET', KEYS[2], call)
@@ -51,32 +51,32 @@ local function authorize(keys, args)
   redis.call('HINCRBY', KEYS[1], 'reserved', amt)
   redis.call('HSET', KEYS[2], call, amt)
   redis.call('HSET', KEYS[3], call, ARGV[9])
-  redis.call('ZADD', KEYS[4], tonumber(ARGV[8]), member(call))
-  append('reserve', 0, amt, call, call, ARGV[10])
+  redis.call('ZADD', KEYS[4], tonumber(ARGV[8]), member(ARGV, call))
+  append(KEYS, ARGV, 'reserve', 0, amt, call, call, ARGV[10])
   return {'ok', amt, avail - amt}
 end
 
 -- answer: ARGV[5] call, [6] answer ms, [7] expires ms. The first answer wins.
 -- -> {status, answer ms, reserved}
-local function answer(keys, args)
+local function answer(KEYS, ARGV)
   local call = ARGV[5]
   local amt = redis.call('HGET', KEYS[2], call)
   if not amt then return {'not_found', 0, 0} end
   redis.call('HSETNX', KEYS[3], call .. '|ans', ARGV[6])
-  redis.call('ZADD', KEYS[4], 'XX', tonumber(ARGV[7]), member(call))
+  redis.call('ZADD', KEYS[4], 'XX', tonumber(ARGV[7]), member(ARGV, call))
   return {'ok', num(redis.call('HGET', KEYS[3], call .. '|ans')), num(amt)}
 end
 
 -- extend: ARGV[5] call, [6] extra wanted, [7] least useful extra, [8] expires ms, [9] extra
 -- KEYS[6] identifies this extension (call + sequence) so a retry does not reserve twice.
 -- -> {status, reserved for the call, available after}
-local function extend(keys, args)
+local function extend(KEYS, ARGV)
   local call = ARGV[5]
   local done = redis.call('GET', KEYS[6])
   if done then return {'ok', num(done), 0} end
   local held = redis.call('HGET', KEYS[2], call)
   if not held then return {'not_found', 0, 0} end
-  local a = account_state()
+  local a = account_state(KEYS)
   local avail = a.balance + a.credit - a.reserved
   local want, least = tonumber(ARGV[6]), tonumber(ARGV[7])
   if a.status ~= 'active' then return {'account_' .. a.status, num(held), avail} end
@@ -85,16 +85,16 @@ local function extend(keys, args)
   if avail < add then add = avail end
   redis.call('HINCRBY', KEYS[1], 'reserved', add)
   local total = redis.call('HINCRBY', KEYS[2], call, add)
-  redis.call('ZADD', KEYS[4], 'XX', tonumber(ARGV[8]), member(call))
-  append('extend', 0, add, call, KEYS[6], ARGV[9])
-  remember(total)
+  redis.call('ZADD', KEYS[4], 'XX', tonumber(ARGV[8]), member(ARGV, call))
+  append(KEYS, ARGV, 'extend', 0, add, call, KEYS[6], ARGV[9])
+  remember(KEYS, ARGV, total)
   return {'ok', total, avail - add}
 end
 
 -- settle: ARGV[5] call, [6] kind (commit|release|expire), [7] cost, [8] only if expired by
 -- (ms, 0 = unconditionally), [9] extra. KEYS[6] is the call's end record: a call settles once.
 -- -> {status, cost charged, balance after, reservation released}
-local function settle(keys, args)
+local function settle(KEYS, ARGV)
   local call, kind, cost = ARGV[5], ARGV[6], tonumber(ARGV[7])
   local done = redis.call('GET', KEYS[6])
   if done then
@@ -104,7 +104,7 @@ local function settle(keys, args)
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown_account', 0, 0, 0} end
   local expired_by = tonumber(ARGV[8])
   if expired_by > 0 then
-    local score = redis.call('ZSCORE', KEYS[4], member(call))
+    local score = redis.call('ZSCORE', KEYS[4], member(ARGV, call))
     if not score or tonumber(score) > expired_by then return {'not_expired', 0, 0, 0} end
   end
   local held = num(redis.call('HGET', KEYS[2], call))
@@ -112,7 +112,7 @@ local function settle(keys, args)
     redis.call('HINCRBY', KEYS[1], 'reserved', -held)
     redis.call('HDEL', KEYS[2], call)
     redis.call('HDEL', KEYS[3], call, call .. '|ans')
-    redis.call('ZREM', KEYS[4], member(call))
+    redis.call('ZREM', KEYS[4], member(ARGV, call))
   end
   local bal
   if cost ~= 0 then
@@ -120,44 +120,44 @@ local function settle(keys, args)
   else
     bal = num(redis.call('HGET', KEYS[1], 'balance'))
   end
-  append(kind, -cost, -held, call, KEYS[6], ARGV[9])
-  remember(cost .. ' ' .. bal)
+  append(KEYS, ARGV, kind, -cost, -held, call, KEYS[6], ARGV[9])
+  remember(KEYS, ARGV, cost .. ' ' .. bal)
   return {'ok', cost, bal, held}
 end
 
 -- credit: ARGV[5] kind (topup|adjust|withdraw), [6] signed amount, [7] extra
 -- A withdrawal is refused beyond the available funds. -> {status, balance after, available}
-local function credit(keys, args)
+local function credit(KEYS, ARGV)
   local done = redis.call('GET', KEYS[6])
   if done then
     local b = tonumber(done)
     return {'duplicate', b, 0}
   end
-  local a = account_state()
+  local a = account_state(KEYS)
   if not a then return {'unknown_account', 0, 0} end
   local kind, amount = ARGV[5], tonumber(ARGV[6])
   local avail = a.balance + a.credit - a.reserved
   if kind == 'withdraw' and avail < -amount then return {'insufficient_funds', a.balance, avail} end
   local bal = redis.call('HINCRBY', KEYS[1], 'balance', amount)
-  append(kind, amount, 0, '', KEYS[6], ARGV[7])
-  remember(bal)
+  append(KEYS, ARGV, kind, amount, 0, '', KEYS[6], ARGV[7])
+  remember(KEYS, ARGV, bal)
   return {'ok', bal, avail + amount}
 end
 
 -- provision: ARGV[5] currency, [6] credit limit, [7] status, [8] extra.
 -- Creates the account at balance 0 or updates its limit and status. -> {status, seq}
-local function provision(keys, args)
+local function provision(KEYS, ARGV)
   if redis.call('EXISTS', KEYS[1]) == 0 then
     redis.call('HSET', KEYS[1], 'balance', 0, 'reserved', 0, 'seq', 0)
   end
   redis.call('HSET', KEYS[1], 'currency', ARGV[5], 'credit', ARGV[6], 'status', ARGV[7])
-  return {'ok', append('provision', 0, 0, '', KEYS[6], ARGV[8])}
+  return {'ok', append(KEYS, ARGV, 'provision', 0, 0, '', KEYS[6], ARGV[8])}
 end
 
 -- restore: ARGV[5] balance, [6] seq, [7] currency, [8] credit, [9] status.
 -- Rebuilds an account from the ledger of record; the reserved sum is recomputed from the
 -- reservations still held. No ledger entry: this writes what the ledger already says.
-local function restore(keys, args)
+local function restore(KEYS, ARGV)
   local reserved = 0
   local vals = redis.call('HVALS', KEYS[2])
   for i = 1, #vals do reserved = reserved + num(vals[i]) end
