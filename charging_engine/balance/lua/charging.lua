@@ -45,9 +45,9 @@ local function authorize(KEYS, ARGV)
   if existing then return {'ok', num(existing), avail} end
   if a.status ~= 'active' then return {'account_' .. a.status, 0, avail} end
   local minimum, cap = tonumber(ARGV[7]), tonumber(ARGV[6])
-  if avail < minimum or avail <= 0 then return {'insufficient_funds', 0, avail} end
+  if avail < minimum then return {'insufficient_funds', 0, avail} end
   local amt = cap
-  if avail < amt then amt = avail end
+  if avail < amt then amt = math.max(avail, 0) end
   redis.call('HINCRBY', KEYS[1], 'reserved', amt)
   redis.call('HSET', KEYS[2], call, amt)
   redis.call('HSET', KEYS[3], call, ARGV[9])

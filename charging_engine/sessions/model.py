@@ -1,0 +1,73 @@
+"""What the charging service is asked and what it answers; transport-neutral."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Machine-readable outcome of a charging request."""
+
+    OK = "ok"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    ACCOUNT_SUSPENDED = "account_suspended"
+    UNKNOWN_ACCOUNT = "unknown_account"
+    UNKNOWN_TENANT = "unknown_tenant"
+    NO_RATE = "no_rate"
+    NO_RATE_PLAN = "no_rate_plan"
+    ALREADY_ENDED = "already_ended"
+    UNKNOWN_CALL = "unknown_call"
+    DUPLICATE = "duplicate"
+
+
+class InvalidRequest(ValueError):
+    """Input that can never succeed (bad number, bad id, impossible duration): a 4xx."""
+
+
+class NotFound(LookupError):
+    """A tenant, account or call that does not exist: a 404 carrying a ``Reason``."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Authorization answer: may the call go ahead, and for how many answered seconds."""
+
+    allowed: bool
+    reason: Reason
+    max_seconds: int
+    reserved: int = 0
+    destination: str = ""
+    rate_prefix: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    answered_at_ms: int
+    max_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """Result of extending an answered call's reservation by one slice."""
+
+    extended: bool
+    reason: Reason
+    max_seconds: int  # total answered seconds now covered
+    seconds_left: int | None  # from now, when answered; None before answer
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """Result of ending a call: charged once, whatever the number of ends received."""
+
+    reason: Reason  # OK, or DUPLICATE for a repeated end
+    cost: int
+    balance: int
+    billed_seconds: int
+    duration: int
