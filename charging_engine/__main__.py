@@ -1,0 +1,3 @@
+from charging_engine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""The composition root: the one place that builds clients, stores and services and wires them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from charging_engine.balance.store import BalanceStore
+from charging_engine.catalog import Catalog
+from charging_engine.config import Settings
+from charging_engine.ledger.catalog_repo import catalog_version, load_catalog
+from charging_engine.ledger.migrations import migrate
+from charging_engine.ledger.settlement import Settlement
+from charging_engine.sessions.service import ChargingService
+from charging_engine.sessions.sweeper import Sweeper
+
+log = logging.getLogger("charging_engine")
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    redis: Any
+    pool: asyncpg.Pool
+    store: BalanceStore
+    service: ChargingService
+    settlement: Settlement
+    sweeper: Sweeper
+
+    async def refresh_catalog(self, force: bool = False) -> bool:
+        """Swap in a new catalogue when Postgres says it changed."""
+        async with self.pool.acquire() as conn:
+            version = await catalog_version(conn)
+            if not force and version == self.service.catalog.version:
+                return False
+            self.service.catalog = Catalog(await load_catalog(conn))
+        return True
+
+    async def _refresh_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.refresh_catalog()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("catalogue refresh failed (%s); keeping the current one", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.catalog_refresh_s)
+            except TimeoutError:
+                pass
+
+    async def run_background(self, stop: asyncio.Event) -> None:
+        """Settlement, the expiry sweeper and catalogue refresh, until ``stop`` is set."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.settlement.run(stop))
+            tg.create_task(self.sweeper.run(stop, self.settings.sweep_interval_s))
+            tg.create_task(self._refresh_loop(stop))
+
+
+@asynccontextmanager
+async def open_engine(settings: Settings, *, apply_migrations: bool = True) -> AsyncIterator[Engine]:
+    """Connect to Redis and Postgres, load functions and the catalogue; close all on exit."""
+    if not settings.redis_url or not settings.database_url:
+        raise RuntimeError("REDIS_URL and DATABASE_URL must be set (the CLI starts private ones)")
+    if apply_migrations:
+        await migrate(settings.database_url)
+    redis = aioredis.Redis.from_url(
+        settings.redis_url, max_connections=64, socket_keepalive=True, health_check_interval=30
+    )
+    pool = await asyncpg.create_pool(
+        settings.database_url, min_size=1, max_size=settings.pg_pool_size
+    )
+    store = BalanceStore(redis, settings.buckets, settings.idem_ttl_s)
+    try:
+        await store.load()
+        async with pool.acquire() as conn:
+            catalog = Catalog(await load_catalog(conn))
+        service = ChargingService(store, catalog, settings.session_policy())
+        settlement = Settlement(
+            redis, pool, settings.buckets, settings.consumer_name,
+            batch_size=settings.settle_batch, reclaim_idle_ms=settings.reclaim_idle_ms,
+        )
+        await settlement.ensure_groups()
+        yield Engine(settings, redis, pool, store, service, settlement,
+                     Sweeper(service, settings.buckets))
+    finally:
+        await store.close()
+        await pool.close()
+        await redis.aclose()

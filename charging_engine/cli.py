@@ -1,0 +1,195 @@
+"""``charging-engine`` command line: serve, settle, migrate, load-data, rebuild-balances, reconcile,
+demo. Without REDIS_URL/DATABASE_URL every command runs on private servers it starts itself."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvloop
+
+from charging_engine.config import Settings
+
+log = logging.getLogger("charging_engine")
+
+
+@asynccontextmanager
+async def _engine(settings: Settings) -> AsyncIterator[object]:
+    from charging_engine.bootstrap import open_engine
+
+    async with open_engine(settings) as engine:
+        yield engine
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from charging_engine.bootstrap import open_engine
+    from charging_engine.realtime.app import create_app
+
+    async with open_engine(settings) as engine:
+        app = create_app(engine.service)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=settings.realtime_host, port=settings.realtime_port, loop="none",
+            http="httptools", log_level="warning", access_log=False, lifespan="off",
+        ))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+
+        async def stop_server() -> None:
+            await stop.wait()
+            server.should_exit = True
+
+        print(f"real-time API on http://{settings.realtime_host}:{settings.realtime_port}",
+              flush=True)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(engine.run_background(stop))
+            tg.create_task(stop_server())
+            await server.serve()
+            stop.set()
+    return 0
+
+
+async def cmd_settle(settings: Settings, args: argparse.Namespace) -> int:
+    from charging_engine.bootstrap import open_engine
+
+    async with open_engine(settings) as engine:
+        if args.once:
+            total = 0
+            while (n := await engine.settlement.drain_once()) > 0:
+                total += n
+            print(f"settled {total} ledger entries")
+            return 0
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        await engine.settlement.run(stop)
+    return 0
+
+
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from charging_engine.ledger.migrations import migrate
+
+    assert settings.database_url
+    applied = await migrate(settings.database_url)
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+async def cmd_load_data(settings: Settings, args: argparse.Namespace) -> int:
+    from charging_engine.bootstrap import open_engine
+    from charging_engine.loader import TenantData, load_tenant
+
+    data = TenantData.from_files(
+        tenant_id=args.tenant, name=args.name or args.tenant, currency=args.currency,
+        timezone=args.timezone, plan_id=args.plan, rates=Path(args.rates),
+        accounts=Path(args.accounts), pbx_key=args.pbx_key,
+    )
+    async with open_engine(settings) as engine:
+        summary = await load_tenant(engine, data)
+    print(summary)
+    return 0
+
+
+async def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from charging_engine.bootstrap import open_engine
+    from charging_engine.ledger.rebuild import rebuild_balances
+
+    async with open_engine(settings) as engine:
+        n = await rebuild_balances(engine.redis, engine.pool, settings.buckets, engine.settlement)
+    print(f"rebuilt {n} account balances from the ledger")
+    return 0
+
+
+async def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from charging_engine.bootstrap import open_engine
+    from charging_engine.ledger.reconcile import reconcile
+
+    async with open_engine(settings) as engine:
+        diffs = await reconcile(engine.redis, engine.pool, settings.buckets, engine.settlement)
+    for d in diffs:
+        print(f"{d.tenant}/{d.account}: redis={d.redis_balance} ledger={d.ledger_balance} "
+              f"redis_seq={d.redis_seq} ledger_seq={d.ledger_seq} ({d.reason})")
+    print(f"{len(diffs)} difference(s) between Redis and the Postgres ledger")
+    return 1 if diffs else 0
+
+
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from charging_engine.demo import run_demo
+
+    return await run_demo(settings)
+
+
+Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="charging-engine", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the real-time API, settlement and the sweeper")
+    s = sub.add_parser("settle", help="run the settlement worker (Redis streams -> Postgres)")
+    s.add_argument("--once", action="store_true", help="drain what is pending and exit")
+    sub.add_parser("migrate", help="apply Postgres migrations")
+    ld = sub.add_parser("load-data", help="load a tenant, its rates (CSV), accounts (CSV), PBX key")
+    ld.add_argument("--tenant", required=True)
+    ld.add_argument("--name")
+    ld.add_argument("--currency", required=True)
+    ld.add_argument("--timezone", default="UTC")
+    ld.add_argument("--plan", required=True, help="rate plan id for the rates file")
+    ld.add_argument("--rates", required=True, help="rate deck CSV")
+    ld.add_argument("--accounts", required=True, help="accounts CSV")
+    ld.add_argument("--pbx-key", required=True, help="secret a PBX uses on the real-time API")
+    sub.add_parser("rebuild-balances", help="rebuild every Redis balance from the ledger")
+    sub.add_parser("reconcile", help="report accounts whose Redis balance differs from the ledger")
+    sub.add_parser("demo", help="start everything on private servers and drive simulated PBX calls")
+    return p
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": cmd_serve, "settle": cmd_settle, "migrate": cmd_migrate,
+    "load-data": cmd_load_data, "rebuild-balances": cmd_rebuild, "reconcile": cmd_reconcile,
+    "demo": cmd_demo,
+}
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from charging_engine.devservers import PrivateStack
+
+    settings = Settings()
+    if settings.redis_url and settings.database_url:
+        return await COMMANDS[args.command](settings, args)
+    with PrivateStack(settings.data_dir) as stack:
+        print(f"private servers: {stack.redis_url} {stack.database_url}", flush=True)
+        local = settings.model_copy(
+            update={"redis_url": stack.redis_url, "database_url": stack.database_url}
+        )
+        return await COMMANDS[args.command](local, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return uvloop.run(_main(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""A charging service on the private Redis, with an in-memory catalogue (no Postgres needed)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from charging_engine.balance.store import BalanceStore
+from tests.service.support import Clock
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[BalanceStore]:
+    client = aioredis.Redis.from_url(redis_url)
+    s = BalanceStore(client, buckets=16)
+    await s.load()
+    yield s
+    await s.close()
+    await client.aclose()
