@@ -13,6 +13,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from charging_engine.balance.store import BalanceStore
+from charging_engine.balance.transport import RespTransport
 from charging_engine.catalog import Catalog
 from charging_engine.config import Settings
 from charging_engine.ledger.catalog_repo import catalog_version, load_catalog
@@ -75,7 +76,9 @@ async def open_engine(settings: Settings, *, apply_migrations: bool = True) -> A
     pool = await asyncpg.create_pool(
         settings.database_url, min_size=1, max_size=settings.pg_pool_size
     )
-    store = BalanceStore(redis, settings.buckets, settings.idem_ttl_s)
+    store = BalanceStore(
+        redis, settings.buckets, settings.idem_ttl_s, transport=RespTransport(settings.redis_url)
+    )
     try:
         await store.load()
         async with pool.acquire() as conn:

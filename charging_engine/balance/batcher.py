@@ -16,6 +16,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from charging_engine.balance.functions import is_missing_function
+from charging_engine.balance.transport import Transport
 
 Command = tuple[Any, ...]
 
@@ -27,20 +28,20 @@ class CommandBatcher:
         "_max_inflight",
         "_on_missing",
         "_pending",
-        "_redis",
         "_scheduled",
         "_tasks",
+        "_transport",
     )
 
     def __init__(
         self,
-        redis: Any,
+        transport: Transport,
         *,
         max_batch: int = 512,
         max_inflight: int = 4,
         on_missing_function: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self._redis = redis
+        self._transport = transport
         self._max_batch = max_batch
         self._max_inflight = max_inflight
         self._on_missing = on_missing_function
@@ -102,10 +103,7 @@ class CommandBatcher:
                 asyncio.get_running_loop().call_soon(self._flush)
 
     async def _pipeline(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for command, _ in batch:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+        return await self._transport.execute_many([command for command, _ in batch])
 
     async def close(self) -> None:
         """Wait for pipelines on the wire so no reply is lost at shutdown."""

@@ -10,6 +10,7 @@ from charging_engine.balance.batcher import CommandBatcher
 from charging_engine.balance.entries import pack_extra
 from charging_engine.balance.functions import load_functions
 from charging_engine.balance.keys import AccountKeys, expiry_key
+from charging_engine.balance.transport import RedisPyTransport, Transport
 
 DEFAULT_IDEM_TTL_S = 7 * 86_400
 
@@ -69,17 +70,28 @@ def _s(v: Any) -> str:
 class BalanceStore:
     """Balance mutations for accounts spread over ``buckets`` hash-tagged buckets."""
 
-    def __init__(self, redis: Any, buckets: int, idem_ttl_s: int = DEFAULT_IDEM_TTL_S) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        buckets: int,
+        idem_ttl_s: int = DEFAULT_IDEM_TTL_S,
+        transport: Transport | None = None,
+        max_inflight: int = 4,
+    ) -> None:
         self.redis = redis
         self.buckets = buckets
         self.idem_ttl_s = idem_ttl_s
-        self._batcher = CommandBatcher(redis, on_missing_function=self.load)
+        self._transport = transport or RedisPyTransport(redis)
+        self._batcher = CommandBatcher(
+            self._transport, max_inflight=max_inflight, on_missing_function=self.load
+        )
 
     async def load(self) -> None:
         await load_functions(self.redis)
 
     async def close(self) -> None:
         await self._batcher.close()
+        await self._transport.aclose()
 
     def keys(self, tenant: str, account: str) -> AccountKeys:
         return AccountKeys.of(tenant, account, self.buckets)

@@ -7,9 +7,10 @@ Each step is one or two pipelined Redis calls and no other I/O.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +39,8 @@ from charging_engine.sessions.model import (
     NotFound,
     Reason,
 )
+
+RECENT_SESSIONS = 100_000
 
 
 class ExpiryPolicy(StrEnum):
@@ -74,6 +77,9 @@ class ChargingService:
         self.catalog = catalog
         self.policy = policy or SessionPolicy()
         self.clock = clock
+        # Sessions this process authorized: ending them needs no Redis read when the PBX
+        # reports billable seconds. Redis stays the authority (settle is idempotent there).
+        self._recent: OrderedDict[tuple[str, str, str], SessionInfo] = OrderedDict()
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -140,7 +146,14 @@ class ChargingService:
             * 1000,
             blob=pack_session(info), now_ms=now,
         )
+        if res.status == "ok":
+            self._remember((tenant_id, account_id, call_id), info)
         return self._decision(res, rate, number)
+
+    def _remember(self, key: tuple[str, str, str], info: SessionInfo) -> None:
+        self._recent[key] = info
+        if len(self._recent) > RECENT_SESSIONS:
+            self._recent.popitem(last=False)
 
     def _decision(self, res: Reservation, rate: Rate, number: str) -> Decision:
         if res.status == "ok":
@@ -237,6 +250,14 @@ class ChargingService:
             raise InvalidRequest(f"billable_seconds must be between 0 and {MAX_CALL_SECONDS}")
         now = self.clock()
         end_ms = ended_at_ms if ended_at_ms is not None else now
+        known = self._recent.pop((tenant_id, account_id, call_id), None)
+        if known is not None and billable_seconds is not None:
+            return await self._settle(
+                tenant_id, account_id, call_id, known, None, end_ms, billable_seconds,
+                kind="commit" if billable_seconds > 0 else "release",
+                disposition="answered" if billable_seconds > 0 else "not_answered",
+                only_if_expired_by=0,
+            )
         rec = await self._session(tenant_id, account_id, call_id)
         if rec is None:
             done = await self.store.settlement_of(tenant_id, account_id, call_id)

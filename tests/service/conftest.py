@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from charging_engine.balance.store import BalanceStore
+from charging_engine.balance.transport import RespTransport
 from tests.service.support import Clock
 
 
@@ -19,7 +20,7 @@ def clock() -> Clock:
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[BalanceStore]:
     client = aioredis.Redis.from_url(redis_url)
-    s = BalanceStore(client, buckets=16)
+    s = BalanceStore(client, buckets=16, transport=RespTransport(redis_url))
     await s.load()
     yield s
     await s.close()
