@@ -31,10 +31,17 @@ a5,prepaid,0,0.40,active
 KEY = "e2e-pbx-key"
 
 
-def tenant_data() -> TenantData:
+RICH_ACCOUNTS = """account_id,kind,credit_limit,opening_balance,status
+a1,prepaid,0,1000000.00,active
+a2,prepaid,0,1000000.00,active
+a4,prepaid,100.00,1000000.00,active
+"""
+
+
+def tenant_data(accounts: str = ACCOUNTS) -> TenantData:
     return TenantData.from_text(
         tenant_id="tel", name="Tel", currency="USD", timezone="UTC", plan_id="p",
-        rates=RATES, accounts=ACCOUNTS, pbx_key=KEY,
+        rates=RATES, accounts=accounts, pbx_key=KEY,
     )
 
 
