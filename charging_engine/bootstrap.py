@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,10 +50,8 @@ class Engine:
                 await self.refresh_catalog()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("catalogue refresh failed (%s); keeping the current one", exc)
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.catalog_refresh_s)
-            except TimeoutError:
-                pass
 
     async def run_background(self, stop: asyncio.Event) -> None:
         """Settlement, the expiry sweeper and catalogue refresh, until ``stop`` is set."""
@@ -64,7 +62,9 @@ class Engine:
 
 
 @asynccontextmanager
-async def open_engine(settings: Settings, *, apply_migrations: bool = True) -> AsyncIterator[Engine]:
+async def open_engine(
+    settings: Settings, *, apply_migrations: bool = True
+) -> AsyncIterator[Engine]:
     """Connect to Redis and Postgres, load functions and the catalogue; close all on exit."""
     if not settings.redis_url or not settings.database_url:
         raise RuntimeError("REDIS_URL and DATABASE_URL must be set (the CLI starts private ones)")

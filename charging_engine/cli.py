@@ -45,21 +45,17 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             app, host=settings.realtime_host, port=settings.realtime_port, loop="none",
             http="httptools", log_level="warning", access_log=False, lifespan="off",
         ))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # uvicorn turns SIGINT/SIGTERM into a graceful shutdown of serve(); then the
+        # background tasks stop and settlement acknowledges what it wrote.
         stop = asyncio.Event()
-        _stop_on_signals(stop)
-
-        async def stop_server() -> None:
-            await stop.wait()
-            server.should_exit = True
-
         print(f"real-time API on http://{settings.realtime_host}:{settings.realtime_port}",
               flush=True)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(engine.run_background(stop))
-            tg.create_task(stop_server())
-            await server.serve()
-            stop.set()
+            try:
+                await server.serve()
+            finally:
+                stop.set()
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from importlib import resources
 from typing import Any
 
@@ -17,7 +18,6 @@ import uvicorn
 
 from charging_engine.bootstrap import Engine, open_engine
 from charging_engine.config import Settings
-from charging_engine.devservers import free_port
 from charging_engine.ledger.reconcile import reconcile
 from charging_engine.loader import TenantData, load_tenant
 from charging_engine.realtime.app import create_app
@@ -55,15 +55,26 @@ class Pbx:
         out: dict[str, Any] = {"account": account, "dst": dst, "http": status, **auth}
         if status != 200 or not auth["allowed"]:
             return out
+        granted, cut = auth["max_seconds"], False
         if talk is not None:
             await self.post("/v1/calls/answer", {"account": account, "call_id": call_id})
-            talked = min(talk, auth["max_seconds"])
+            ext = 0
+            while talk > granted:  # a long call asks for another slice before its limit
+                ext += 1
+                _, more = await self.post("/v1/calls/extend", {
+                    "account": account, "call_id": call_id, "sequence": ext})
+                if not more["extended"]:
+                    cut = True  # the PBX hangs up when the granted time runs out
+                    break
+                granted = more["max_seconds"]
+            talked = min(talk, granted)
         else:
             talked = 0
         _, end = await self.post(
             "/v1/calls/end", {"account": account, "call_id": call_id, "billable_seconds": talked}
         )
-        out.update(talked=talked, cost=end["cost"], balance=end["balance"])
+        out.update(talked=talked, cost=end["cost"], balance=end["balance"], cut=cut,
+                   answered=talk is not None, max_seconds=granted)
         return out
 
     async def balance(self, account: str) -> dict[str, Any]:
@@ -75,10 +86,12 @@ def _show(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n== {title}")
     for r in rows:
         if r.get("allowed"):
-            print(f"  {r['account']:<6} -> {r['dst']:<14} ALLOWED max {r['max_seconds']:>5}s "
-                  f"talked {r['talked']:>5}s cost {r['cost']:>9}  balance {r['balance']}")
+            talk = f"talked {r['talked']:>5}s" if r["answered"] else "no answer    "
+            note = "  <- cut: money ran out" if r["cut"] else ""
+            print(f"  {r['account']:<6} -> {r['dst']:<18} ALLOWED max {r['max_seconds']:>5}s "
+                  f"{talk} cost {r['cost']:>8}  balance {r['balance']}{note}")
         else:
-            print(f"  {r['account']:<6} -> {r['dst']:<14} DENIED  ({r.get('reason')}) "
+            print(f"  {r['account']:<6} -> {r['dst']:<18} DENIED  ({r.get('reason')}) "
                   f"http {r['http']}")
 
 
@@ -92,8 +105,8 @@ async def _scenarios(engine: Engine, acme: Pbx, globex: Pbx) -> None:
         await acme.call("dave", "+1 212 555 0100", 10),  # suspended
         await acme.call("nobody", "+1 212 555 0100", 10),  # unknown account
     ])
-    rows = []
-    for _ in range(6):  # bob has 0.50 USD and calls a satellite phone and the UK until it runs out
+    rows = [await acme.call("bob", "+881 6 1234 5678", 60)]  # satellite: fee alone is 0.50
+    for _ in range(3):  # long UK mobile calls, extended slice by slice until the money runs out
         rows.append(await acme.call("bob", "+44 7700 900456", 3600))
     _show("a low balance running out (bob, 0.50 USD)", rows)
     before = await acme.balance("carol")
@@ -113,7 +126,6 @@ async def _scenarios(engine: Engine, acme: Pbx, globex: Pbx) -> None:
 
 
 async def run_demo(settings: Settings) -> int:
-    port = free_port()
     async with open_engine(settings) as engine:
         for tid, name, cur, tz, plan, key in TENANTS:
             data = TenantData.from_text(
@@ -123,16 +135,16 @@ async def run_demo(settings: Settings) -> int:
             )
             print(await load_tenant(engine, data))
         server = uvicorn.Server(uvicorn.Config(
-            create_app(engine.service), host="127.0.0.1", port=port, loop="none",
+            create_app(engine.service), loop="none",
             log_level="warning", lifespan="off",
         ))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(engine.run_background(stop))
-            serving = tg.create_task(server.serve())
-            while not server.started:
-                await asyncio.sleep(0.01)
+            # The socket listens before serve() starts: connections queue until it accepts them.
+            sock = socket.create_server(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            serving = tg.create_task(server.serve(sockets=[sock]))
             print(f"real-time API listening on http://127.0.0.1:{port} (docs at /docs)")
             try:
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:

@@ -93,8 +93,12 @@ def parse_accounts(text: str, tenant_id: str, currency: str, plan_id: str) -> li
 
 async def load_tenant(engine: Engine, data: TenantData) -> str:
     """Write the tenant to Postgres (the record), provision Redis, fund opening balances."""
-    from charging_engine.ledger.catalog_repo import add_pbx_key, replace_rate_plan, upsert_account
-    from charging_engine.ledger.catalog_repo import upsert_tenant
+    from charging_engine.ledger.catalog_repo import (
+        add_pbx_key,
+        replace_rate_plan,
+        upsert_account,
+        upsert_tenant,
+    )
 
     now = engine.service.clock()
     async with engine.pool.acquire() as conn, conn.transaction():

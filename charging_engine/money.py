@@ -105,11 +105,11 @@ def round_div(numerator: int, denominator: int, mode: Rounding) -> int:
         return q
     if mode is Rounding.HALF_UP:
         return q + 1
-    return q + (q & 1)  # HALF_EVEN
+    return q + int(q & 1)  # HALF_EVEN
 
 
 def quantum(decimals: int) -> int:
     """Micros in one unit of the last kept decimal (decimals=2 -> 10_000 micros)."""
     if not 0 <= decimals <= MICRO_DIGITS:
         raise MoneyError(f"decimals must be between 0 and {MICRO_DIGITS}, got {decimals}")
-    return 10 ** (MICRO_DIGITS - decimals)
+    return int(10 ** (MICRO_DIGITS - decimals))

@@ -1,4 +1,4 @@
-"""The ledger entry every balance mutation appends to its bucket's stream, as settlement reads it."""
+"""The ledger entry each balance mutation appends to its bucket's stream, as settlement reads it."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 ID_RE: Final = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-CALL_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.\-@:;/+=]{1,128}$")
+CALL_ID_RE: Final = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
 SEP: Final = " "
 
 
@@ -38,7 +38,7 @@ def check_id(kind: str, value: str) -> str:
 def check_call_id(value: str) -> str:
     """Validate a PBX call id (Asterisk uniqueids, SIP Call-IDs, UUIDs)."""
     if not isinstance(value, str) or not CALL_ID_RE.match(value):
-        raise KeyError_(f"call_id {value!r} must be 1-128 printable characters without spaces")
+        raise KeyError_(f"call_id {value!r} must be 1-128 printable ASCII characters, no spaces")
     return value
 
 

@@ -22,9 +22,10 @@ def end_key(call_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    status: str  # ok | insufficient_funds | unknown_account | account_<status> | already_ended
+    status: str  # ok | repeat | insufficient_funds | unknown_account | account_<status> | ...
     reserved: int  # micros now held for the call
     available: int  # available funds after the operation
+    repeated: bool = False  # the call already held this reservation; nothing changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ class BalanceStore:
             "ce_authorize", tenant, account, end_key(call_id), now_ms,
             call_id, cap, minimum, expires_ms, blob, b"",
         )
-        return Reservation(_s(r[0]), int(r[1]), int(r[2]))
+        return Reservation(_s(r[0]), int(r[1]), int(r[2]), bool(int(r[3])))
 
     async def answer(
         self, tenant: str, account: str, call_id: str, *, answer_ms: int, expires_ms: int,

@@ -41,6 +41,7 @@ from charging_engine.sessions.model import (
 )
 
 RECENT_SESSIONS = 100_000
+CLOCK_SKEW_MS = 60_000  # how far a PBX clock may run ahead of ours
 
 
 class ExpiryPolicy(StrEnum):
@@ -48,6 +49,14 @@ class ExpiryPolicy(StrEnum):
 
     CHARGE_GRANTED = "charge_granted"  # answered: charge the seconds it was allowed; else release
     RELEASE = "release"  # charge nothing, free the reservation
+
+
+@dataclass(slots=True)
+class _Live:
+    """A session this process authorized (and maybe saw answered)."""
+
+    info: SessionInfo
+    answer_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +88,7 @@ class ChargingService:
         self.clock = clock
         # Sessions this process authorized: ending them needs no Redis read when the PBX
         # reports billable seconds. Redis stays the authority (settle is idempotent there).
-        self._recent: OrderedDict[tuple[str, str, str], SessionInfo] = OrderedDict()
+        self._recent: OrderedDict[tuple[str, str, str], _Live] = OrderedDict()
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -134,10 +143,8 @@ class ChargingService:
         if rate is None:
             return Decision(False, Reason.NO_RATE, 0, destination=number,
                             detail=f"no rate matches {number}")
-        slice_s = max(
-            boundary_at_or_below(rate, min(self.policy.slice_seconds, self.policy.max_call_seconds)),
-            first_boundary(rate),
-        )
+        wanted = min(self.policy.slice_seconds, self.policy.max_call_seconds)
+        slice_s = max(boundary_at_or_below(rate, wanted), first_boundary(rate))
         info = SessionInfo(rate, number, tariff.plan_id, now)
         res = await self.store.authorize(
             tenant_id, account_id, call_id,
@@ -146,12 +153,20 @@ class ChargingService:
             * 1000,
             blob=pack_session(info), now_ms=now,
         )
+        if res.repeated:
+            # A retried authorize: answer from the session as first authorized, whatever
+            # destination this retry names, so a call id cannot switch to another rate.
+            rec = await self._session(tenant_id, account_id, call_id)
+            if rec is None:  # settled in between
+                return Decision(False, Reason.ALREADY_ENDED, 0, destination=number)
+            first = unpack_session(rec.blob)
+            return self._decision(res, first.rate, first.destination)
         if res.status == "ok":
             self._remember((tenant_id, account_id, call_id), info)
         return self._decision(res, rate, number)
 
     def _remember(self, key: tuple[str, str, str], info: SessionInfo) -> None:
-        self._recent[key] = info
+        self._recent[key] = _Live(info)
         if len(self._recent) > RECENT_SESSIONS:
             self._recent.popitem(last=False)
 
@@ -185,7 +200,7 @@ class ChargingService:
         if rec is None:
             raise NotFound(Reason.UNKNOWN_CALL, f"no live session for call {call_id!r}")
         info = unpack_session(rec.blob)
-        if at < info.started_ms - 60_000 or at > now + 60_000:
+        if not info.started_ms - CLOCK_SKEW_MS <= at <= now + CLOCK_SKEW_MS:
             raise InvalidRequest("answered_at is outside the session's lifetime")
         granted = self._granted(info.rate, rec.reserved)
         status, effective, _ = await self.store.answer(
@@ -194,6 +209,9 @@ class ChargingService:
         )
         if status != "ok":
             raise NotFound(Reason.UNKNOWN_CALL, f"no live session for call {call_id!r}")
+        live = self._recent.get((tenant_id, account_id, call_id))
+        if live is not None:
+            live.answer_ms = effective
         return Answered(effective, granted)
 
     async def extend(
@@ -227,7 +245,7 @@ class ChargingService:
         left = None
         if rec.answer_ms is not None:
             left = max(0, total_granted - (now - rec.answer_ms) // 1000)
-        if status == "ok" and total_granted > granted:
+        if status == "repeat" or (status == "ok" and total_granted > granted):
             return Extension(True, Reason.OK, total_granted, left)
         reason = Reason.INSUFFICIENT_FUNDS if status in ("ok", "insufficient_funds") else (
             Reason.UNKNOWN_CALL if status == "not_found" else Reason.ACCOUNT_SUSPENDED
@@ -253,7 +271,8 @@ class ChargingService:
         known = self._recent.pop((tenant_id, account_id, call_id), None)
         if known is not None and billable_seconds is not None:
             return await self._settle(
-                tenant_id, account_id, call_id, known, None, end_ms, billable_seconds,
+                tenant_id, account_id, call_id, known.info, known.answer_ms, end_ms,
+                billable_seconds,
                 kind="commit" if billable_seconds > 0 else "release",
                 disposition="answered" if billable_seconds > 0 else "not_answered",
                 only_if_expired_by=0,
@@ -268,8 +287,8 @@ class ChargingService:
         if billable_seconds is not None:
             duration = billable_seconds
         elif rec.answer_ms is not None:
-            if end_ms < rec.answer_ms:
-                raise InvalidRequest("ended_at is before the answer time")
+            if not rec.answer_ms <= end_ms <= now + CLOCK_SKEW_MS:
+                raise InvalidRequest("ended_at_ms must lie between the answer time and now")
             duration = (end_ms - rec.answer_ms) // 1000
         else:
             duration = 0

@@ -8,6 +8,7 @@ end) charge a call once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from charging_engine.balance.keys import parse_expiry_member
@@ -46,7 +47,5 @@ class Sweeper:
                 await self.sweep_once()
             except Exception:
                 log.exception("sweep failed; retrying")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                pass

@@ -50,13 +50,16 @@ def settings(redis_url: str, database_url: str, **extra: object) -> Settings:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float, what: str, poll: float = 0.05
+    check: Callable[[], Awaitable[bool]], within: float, what: str, poll: float = 0.05
 ) -> None:
-    """Wait until ``check()`` holds, failing with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Wait until ``check()`` holds, failing with ``what`` after ``within`` seconds.
+
+    This waits on an observable fact (a balance, a lag, a health check), never a fixed delay.
+    """
+    deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(poll)
 
 
@@ -78,7 +81,7 @@ class EngineProcess:
 
     async def start(self, consumer: str) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - starting a child is instant
                 [sys.executable, "-m", "charging_engine", "-v", "serve"],
                 env={**self.env, "CE_CONSUMER_NAME": consumer},
                 stdout=out, stderr=subprocess.STDOUT,

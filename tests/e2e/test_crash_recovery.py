@@ -47,8 +47,8 @@ async def test_sigkill_mid_calls_then_restart(
 
     async with httpx.AsyncClient(base_url=engine_proc.url, headers=headers) as http:
         for call, acc in calls:
-            r = await http.post("/v1/calls/authorize",
-                                json={"account": acc, "call_id": call, "destination": "+12125550100"})
+            body = {"account": acc, "call_id": call, "destination": "+12125550100"}
+            r = await http.post("/v1/calls/authorize", json=body)
             assert r.status_code == 200 and r.json()["allowed"], r.text
             granted[call] = r.json()["max_seconds"]
             r = await http.post("/v1/calls/answer", json={"account": acc, "call_id": call})

@@ -9,7 +9,7 @@ import pytest
 
 from charging_engine.balance.store import BalanceStore
 from charging_engine.rating.pricing import cost
-from charging_engine.sessions.model import Reason
+from charging_engine.sessions.model import InvalidRequest, Reason
 from tests.service.support import PLAN, Clock, account, fund, make_service
 
 RATES = {r.prefix: r for r in PLAN.rates}
@@ -71,3 +71,28 @@ async def test_duplicated_and_replayed_end_charges_once(store: BalanceStore, clo
     assert state is not None and state.balance == 10_000_000 - cost(RATES["1"], 95)
     again = await svc.authorize("t1", "dup", "call-1", "+1 212 555 0100")
     assert not again.allowed and again.reason is Reason.ALREADY_ENDED
+
+
+async def test_retried_authorize_keeps_the_first_rate(store: BalanceStore, clock: Clock) -> None:
+    acc = account("retry")
+    await fund(store, acc, 10_000_000)
+    svc = make_service(store, clock, acc)
+    first = await svc.authorize("t1", "retry", "c1", "+44 20 7946 0000")
+    again = await svc.authorize("t1", "retry", "c1", "+1 212 555 0100")  # cheaper destination
+    assert again.allowed and again.rate_prefix == "44"
+    assert (again.max_seconds, again.reserved) == (first.max_seconds, first.reserved)
+    charge = await svc.end("t1", "retry", "c1", billable_seconds=120)
+    assert charge.cost == cost(RATES["44"], 120)
+
+
+async def test_end_time_in_the_future_is_refused(store: BalanceStore, clock: Clock) -> None:
+    acc = account("future")
+    await fund(store, acc, 1_000_000)
+    svc = make_service(store, clock, acc)
+    await svc.authorize("t1", "future", "c1", "+1 212 555 0100")
+    await svc.answer("t1", "future", "c1")
+    with pytest.raises(InvalidRequest):
+        await svc.end("t1", "future", "c1", ended_at_ms=4_102_444_800_000)
+    clock.ms += 42_000
+    charge = await svc.end("t1", "future", "c1")
+    assert charge.cost == cost(RATES["1"], 42)

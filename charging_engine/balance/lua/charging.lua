@@ -34,18 +34,19 @@ end
 
 -- authorize: ARGV[5] call, [6] cap, [7] minimum, [8] expires ms, [9] session blob, [10] extra
 -- KEYS[6] is the call's end record: a call that already ended cannot be authorized again.
--- -> {status, reserved, available after}; a repeated authorize returns the existing reservation.
+-- -> {status, reserved, available after, repeated}; a repeated authorize returns the existing
+-- reservation (repeated = 1) and changes nothing.
 local function authorize(KEYS, ARGV)
   local call = ARGV[5]
-  if redis.call('EXISTS', KEYS[6]) == 1 then return {'already_ended', 0, 0} end
+  if redis.call('EXISTS', KEYS[6]) == 1 then return {'already_ended', 0, 0, 0} end
   local a = account_state(KEYS)
-  if not a then return {'unknown_account', 0, 0} end
+  if not a then return {'unknown_account', 0, 0, 0} end
   local avail = a.balance + a.credit - a.reserved
   local existing = redis.call('HGET', KEYS[2], call)
-  if existing then return {'ok', num(existing), avail} end
-  if a.status ~= 'active' then return {'account_' .. a.status, 0, avail} end
+  if existing then return {'ok', num(existing), avail, 1} end
+  if a.status ~= 'active' then return {'account_' .. a.status, 0, avail, 0} end
   local minimum, cap = tonumber(ARGV[7]), tonumber(ARGV[6])
-  if avail < minimum then return {'insufficient_funds', 0, avail} end
+  if avail < minimum then return {'insufficient_funds', 0, avail, 0} end
   local amt = cap
   if avail < amt then amt = math.max(avail, 0) end
   redis.call('HINCRBY', KEYS[1], 'reserved', amt)
@@ -53,7 +54,7 @@ local function authorize(KEYS, ARGV)
   redis.call('HSET', KEYS[3], call, ARGV[9])
   redis.call('ZADD', KEYS[4], tonumber(ARGV[8]), member(ARGV, call))
   append(KEYS, ARGV, 'reserve', 0, amt, call, call, ARGV[10])
-  return {'ok', amt, avail - amt}
+  return {'ok', amt, avail - amt, 0}
 end
 
 -- answer: ARGV[5] call, [6] answer ms, [7] expires ms. The first answer wins.
@@ -68,12 +69,12 @@ local function answer(KEYS, ARGV)
 end
 
 -- extend: ARGV[5] call, [6] extra wanted, [7] least useful extra, [8] expires ms, [9] extra
--- KEYS[6] identifies this extension (call + sequence) so a retry does not reserve twice.
--- -> {status, reserved for the call, available after}
+-- KEYS[6] identifies this extension (call + sequence): a retry reserves nothing more and
+-- answers 'repeat' with the call's reservation. -> {status, reserved for the call, available}
 local function extend(KEYS, ARGV)
   local call = ARGV[5]
   local done = redis.call('GET', KEYS[6])
-  if done then return {'ok', num(done), 0} end
+  if done then return {'repeat', num(done), 0} end
   local held = redis.call('HGET', KEYS[2], call)
   if not held then return {'not_found', 0, 0} end
   local a = account_state(KEYS)
