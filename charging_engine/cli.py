@@ -181,10 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from charging_engine.devservers import MissingBinaries
+    from charging_engine.loader import LoadError
+    from charging_engine.rating.deck import DeckError
+
     try:
         return uvloop.run(_main(args))
     except KeyboardInterrupt:
         return 130
+    except (LoadError, DeckError, FileNotFoundError, MissingBinaries) as exc:
+        print(f"charging-engine: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
