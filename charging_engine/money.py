@@ -19,7 +19,7 @@ from typing import Final
 MICROS_PER_UNIT: Final = 1_000_000
 MICRO_DIGITS: Final = 6
 MAX_AMOUNT: Final = 10**15  # 1 billion major units; far below 2**53
-_DECIMAL_RE: Final = re.compile(r"^([+-])?(\d{1,10})(?:\.(\d{1,6}))?$")
+_DECIMAL_RE: Final = re.compile(r"^([+-])?([0-9]{1,10})(?:\.([0-9]{1,6}))?$")
 
 # ISO 4217 minor-unit exponents that differ from 2; used for display only.
 _EXPONENTS: Final[dict[str, int]] = {
@@ -93,6 +93,7 @@ def round_div(numerator: int, denominator: int, mode: Rounding) -> int:
     """
     if numerator < 0 or denominator <= 0:
         raise MoneyError("round_div needs numerator >= 0 and denominator > 0")
+    mode = Rounding(mode)
     q, r = divmod(numerator, denominator)
     if r == 0 or mode is Rounding.DOWN:
         return q

@@ -68,7 +68,11 @@ class Rate:
     active_from: datetime | None = None  # aware; None means always active
 
     def __post_init__(self) -> None:
-        if not self.prefix.isdigit() or len(self.prefix) > 15:
+        try:  # a plain string from JSON or a database row must not fall through to half-even
+            object.__setattr__(self, "rounding", Rounding(self.rounding))
+        except ValueError as exc:
+            raise RateError(f"prefix {self.prefix}: unknown rounding {self.rounding!r}") from exc
+        if not (self.prefix.isascii() and self.prefix.isdigit()) or len(self.prefix) > 15:
             raise RateError(f"prefix {self.prefix!r} must be 1-15 digits")
         if not 0 <= self.price_per_minute <= MAX_AMOUNT:
             raise RateError(f"prefix {self.prefix}: price_per_minute out of range")

@@ -22,6 +22,9 @@ local function append(KEYS, ARGV, kind, amt, rsv, call, idem, extra)
   return seq
 end
 
+-- The idempotency key as the caller named it (KEYS[6] without its bucket/account prefix).
+local function idem_name(KEYS) return string.sub(KEYS[6], #KEYS[1] + 2) end
+
 local function remember(KEYS, ARGV, result)
   redis.call('SET', KEYS[6], result, 'EX', tonumber(ARGV[4]))
 end
@@ -53,7 +56,7 @@ local function authorize(KEYS, ARGV)
   redis.call('HSET', KEYS[2], call, amt)
   redis.call('HSET', KEYS[3], call, ARGV[9])
   redis.call('ZADD', KEYS[4], tonumber(ARGV[8]), member(ARGV, call))
-  append(KEYS, ARGV, 'reserve', 0, amt, call, call, ARGV[10])
+  append(KEYS, ARGV, 'reserve', 0, amt, call, 'reserve:' .. call, ARGV[10])
   return {'ok', amt, avail - amt, 0}
 end
 
@@ -87,8 +90,8 @@ local function extend(KEYS, ARGV)
   redis.call('HINCRBY', KEYS[1], 'reserved', add)
   local total = redis.call('HINCRBY', KEYS[2], call, add)
   redis.call('ZADD', KEYS[4], 'XX', tonumber(ARGV[8]), member(ARGV, call))
-  append(KEYS, ARGV, 'extend', 0, add, call, KEYS[6], ARGV[9])
-  remember(KEYS, ARGV, total)
+  append(KEYS, ARGV, 'extend', 0, add, call, idem_name(KEYS), ARGV[9])
+  remember(KEYS, ARGV, string.format('%d', total))
   return {'ok', total, avail - add}
 end
 
@@ -121,8 +124,8 @@ local function settle(KEYS, ARGV)
   else
     bal = num(redis.call('HGET', KEYS[1], 'balance'))
   end
-  append(KEYS, ARGV, kind, -cost, -held, call, KEYS[6], ARGV[9])
-  remember(KEYS, ARGV, cost .. ' ' .. bal)
+  append(KEYS, ARGV, kind, -cost, -held, call, idem_name(KEYS), ARGV[9])
+  remember(KEYS, ARGV, string.format('%d %d', cost, bal))
   return {'ok', cost, bal, held}
 end
 
@@ -140,19 +143,24 @@ local function credit(KEYS, ARGV)
   local avail = a.balance + a.credit - a.reserved
   if kind == 'withdraw' and avail < -amount then return {'insufficient_funds', a.balance, avail} end
   local bal = redis.call('HINCRBY', KEYS[1], 'balance', amount)
-  append(KEYS, ARGV, kind, amount, 0, '', KEYS[6], ARGV[7])
-  remember(KEYS, ARGV, bal)
+  append(KEYS, ARGV, kind, amount, 0, '', idem_name(KEYS), ARGV[7])
+  remember(KEYS, ARGV, string.format('%d', bal))
   return {'ok', bal, avail + amount}
 end
 
 -- provision: ARGV[5] currency, [6] credit limit, [7] status, [8] extra.
--- Creates the account at balance 0 or updates its limit and status. -> {status, seq}
+-- Creates the account at balance 0 or updates its limit and status; a retry under the same
+-- idempotency key changes nothing. -> {status, seq}
 local function provision(KEYS, ARGV)
+  local done = redis.call('GET', KEYS[6])
+  if done then return {'duplicate', tonumber(done)} end
   if redis.call('EXISTS', KEYS[1]) == 0 then
     redis.call('HSET', KEYS[1], 'balance', 0, 'reserved', 0, 'seq', 0)
   end
   redis.call('HSET', KEYS[1], 'currency', ARGV[5], 'credit', ARGV[6], 'status', ARGV[7])
-  return {'ok', append(KEYS, ARGV, 'provision', 0, 0, '', KEYS[6], ARGV[8])}
+  local seq = append(KEYS, ARGV, 'provision', 0, 0, '', idem_name(KEYS), ARGV[8])
+  remember(KEYS, ARGV, string.format('%d', seq))
+  return {'ok', seq}
 end
 
 -- restore: ARGV[5] balance, [6] seq, [7] currency, [8] credit, [9] status.

@@ -1,0 +1,396 @@
+"""Settlement: moves ledger entries from the Redis bucket streams into Postgres, the record.
+
+Each bucket stream is read through one consumer group. A batch is written in one Postgres
+transaction that is idempotent on (tenant, account, seq), and only after it commits are the
+entries acknowledged and deleted. A crash or a Postgres outage anywhere therefore leaves the
+entries pending: this consumer re-reads them, or another reclaims them once they have been idle
+for ``reclaim_idle_ms``, and a redelivered entry is a no-op in Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import asyncpg
+import redis.exceptions
+from redis.asyncio import Redis
+
+from charging_engine.balance.entries import LedgerEntry, parse_entry
+from charging_engine.balance.keys import bucket_tag, stream_key
+
+log = logging.getLogger("charging_engine.settlement")
+
+SETTLE_KINDS: Final = frozenset({"commit", "release", "expire"})
+MIN_READ_PER_BUCKET: Final = 32
+BACKOFF_MIN: Final = 0.1
+BACKOFF_MAX: Final = 2.0
+ACQUIRE_TIMEOUT: Final = 10.0
+
+# Failures expected while Postgres or Redis restarts or is unreachable: retried quietly.
+TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    OSError,  # includes ConnectionRefusedError and TimeoutError (pool acquisition)
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_INT32: Final = 2**31 - 1
+
+LEDGER_COLUMNS: Final = (
+    "tenant_id", "account_id", "seq", "kind", "amount", "reserved", "balance_after",
+    "idem_key", "call_id", "stream_id", "bucket", "ts", "extra",
+)
+CALL_COLUMNS: Final = (
+    "tenant_id", "call_id", "account_id", "destination", "rate_prefix", "plan_id",
+    "started_at", "answered_at", "ended_at", "duration", "billed_seconds", "cost",
+    "disposition", "settled_by",
+)
+
+# Per-session staging tables, emptied by every commit or rollback.
+_CREATE_STAGING: Final = """
+CREATE TEMP TABLE IF NOT EXISTS settle_ledger (
+    tenant_id text, account_id text, seq bigint, kind text, amount bigint, reserved bigint,
+    balance_after bigint, idem_key text, call_id text, stream_id text, bucket int,
+    ts timestamptz, extra jsonb
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS settle_calls (
+    tenant_id text, call_id text, account_id text, destination text, rate_prefix text,
+    plan_id text, started_at timestamptz, answered_at timestamptz, ended_at timestamptz,
+    duration int, billed_seconds int, cost bigint, disposition text, settled_by text
+) ON COMMIT DELETE ROWS;
+"""
+# Sorted inserts take row locks in one order, so concurrent settlers cannot deadlock. The CTE's
+# outer query sees the table as it was before the insert: rows it joins are the pre-existing
+# ones, and one with another stream id is a conflict, not a redelivery.
+_INSERT_LEDGER: Final = f"""
+WITH inserted AS (
+    INSERT INTO ledger_entries ({", ".join(LEDGER_COLUMNS)})
+    SELECT {", ".join(LEDGER_COLUMNS)} FROM settle_ledger ORDER BY tenant_id, account_id, seq
+    ON CONFLICT (tenant_id, account_id, seq) DO NOTHING
+    RETURNING 1
+)
+INSERT INTO ledger_conflicts ({", ".join(LEDGER_COLUMNS)})
+SELECT {", ".join(f"s.{c}" for c in LEDGER_COLUMNS)}
+FROM settle_ledger s
+JOIN ledger_entries e USING (tenant_id, account_id, seq)
+WHERE (e.stream_id, e.bucket) IS DISTINCT FROM (s.stream_id, s.bucket)
+ON CONFLICT DO NOTHING
+"""
+_UPSERT_CALLS: Final = f"""
+INSERT INTO calls ({", ".join(CALL_COLUMNS)})
+SELECT {", ".join(CALL_COLUMNS)} FROM settle_calls ORDER BY tenant_id, call_id
+ON CONFLICT (tenant_id, call_id) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in CALL_COLUMNS[2:])}
+"""
+
+
+def dead_letter_key(bucket: int) -> str:
+    """Where undecodable entries go, in the bucket's hash slot, so they never block a stream."""
+    return f"{bucket_tag(bucket)}:ledger:dead"
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One delivered stream entry; ``entry`` is None when it was deleted or undecodable, and
+    ``raw`` holds the fields of an undecodable one."""
+
+    bucket: int
+    stream_id: str
+    entry: LedgerEntry | None
+    raw: dict[bytes, bytes] | None = None
+
+
+class Settlement:
+    """One settlement consumer over every bucket stream; run several for throughput or HA."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        pool: asyncpg.Pool,
+        buckets: int,
+        consumer: str,
+        group: str = "settlement",
+        batch_size: int = 2000,
+        reclaim_idle_ms: int = 30_000,
+    ) -> None:
+        if buckets < 1 or batch_size < 1 or reclaim_idle_ms < 0:
+            raise ValueError("buckets and batch_size must be >= 1, reclaim_idle_ms >= 0")
+        self.redis = redis
+        self.pool = pool
+        self.buckets = buckets
+        self.consumer = consumer
+        self.group = group
+        self.batch_size = batch_size
+        self.reclaim_idle_ms = reclaim_idle_ms
+        # Each read takes about batch_size entries over all buckets, so a backlog in every
+        # bucket (after an outage) is drained in bounded steps, not loaded into memory at once.
+        self._read_count = min(batch_size, max(MIN_READ_PER_BUCKET, -(-batch_size // buckets)))
+        self._claim_cursor = ["0-0"] * buckets
+        self._need_groups = True
+
+    async def ensure_groups(self) -> None:
+        """Create every bucket stream's group from the start, so no earlier entry is skipped."""
+        pipe = self.redis.pipeline(transaction=False)
+        for b in range(self.buckets):
+            pipe.xgroup_create(stream_key(b), self.group, id="0", mkstream=True)
+        for res in await pipe.execute(raise_on_error=False):
+            if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
+                raise res
+        self._need_groups = False
+
+    async def lag(self) -> int:
+        """Entries not yet settled over all buckets: settled entries are deleted from streams."""
+        pipe = self.redis.pipeline(transaction=False)
+        for b in range(self.buckets):
+            pipe.xlen(stream_key(b))
+        return sum(int(n) for n in await pipe.execute())
+
+    async def drain_once(self) -> int:
+        """Settle what is readable now, without blocking; return the number of entries acked."""
+        if self._need_groups:
+            await self.ensure_groups()
+        seen: dict[tuple[int, str], _Item] = {}
+        await self._read(seen)
+        if self._need_groups:  # a stream was flushed since: recreate its group, read again
+            await self.ensure_groups()
+            await self._read(seen)
+        if not seen:
+            return 0
+        # Deleted entries have nothing to write and undecodable ones are parked in Redis:
+        # both are acked at once, whatever state Postgres is in.
+        entries = [i for i in seen.values() if i.entry is not None]
+        others = [i for i in seen.values() if i.entry is None]
+        if others:
+            await self._park([i for i in others if i.raw is not None])
+            await self._ack(others)
+        for chunk in _chunks(entries, self.batch_size):
+            await self._write(chunk)
+            await self._ack(chunk)
+        log.debug("settled %d ledger entries", len(seen))
+        return len(seen)
+
+    async def run(self, stop: asyncio.Event, idle_interval: float = 0.05) -> None:
+        """Drain until ``stop`` is set; outages are retried with backoff, never acked past."""
+        backoff = BACKOFF_MIN
+        while not stop.is_set():
+            try:
+                n = await self.drain_once()
+            except TRANSIENT_ERRORS as exc:
+                log.warning("settlement unavailable (%r); retrying in %.1fs", exc, backoff)
+            except Exception:
+                log.exception("settlement batch failed; retrying in %.1fs", backoff)
+            else:
+                backoff = BACKOFF_MIN
+                if n == 0:
+                    await _wait(stop, idle_interval)
+                continue
+            await _wait(stop, backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _read(self, seen: dict[tuple[int, str], _Item]) -> None:
+        """Own pending entries, then reclaimed ones of dead consumers, then new ones, into
+        ``seen`` (an entry delivered by two of the reads counts once)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for b in range(self.buckets):
+            key = stream_key(b)
+            pipe.xreadgroup(self.group, self.consumer, {key: "0"}, count=self._read_count)
+            pipe.xautoclaim(
+                key, self.group, self.consumer, self.reclaim_idle_ms,
+                start_id=self._claim_cursor[b], count=self._read_count,
+            )
+            pipe.xreadgroup(self.group, self.consumer, {key: ">"}, count=self._read_count)
+        results = await pipe.execute(raise_on_error=False)
+        for b in range(self.buckets):
+            own, claimed, new = results[3 * b : 3 * b + 3]
+            if any(_is_nogroup(r) for r in (own, claimed, new)):
+                self._need_groups = True  # the stream was flushed: recreate, read next time
+                continue
+            for res in (own, claimed, new):
+                if isinstance(res, Exception):
+                    raise res
+            self._claim_cursor[b] = _text(claimed[0]) or "0-0"
+            for raw_id, fields in [*_read_entries(own), *claimed[1], *_read_entries(new)]:
+                sid = _text(raw_id)
+                if (b, sid) not in seen:
+                    seen[(b, sid)] = _decode(b, sid, fields)
+
+    async def _park(self, items: list[_Item]) -> None:
+        """Copy undecodable entries (with their fields) to the dead-letter stream before the
+        ack, so one bad entry neither blocks its stream nor disappears."""
+        if not items:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for item in items:
+            fields: dict[Any, Any] = {**(item.raw or {}), b"src": item.stream_id}
+            pipe.xadd(dead_letter_key(item.bucket), fields)
+        await pipe.execute()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def _write(self, items: Sequence[_Item]) -> None:
+        """One transaction: ledger rows (duplicates ignored) and the CDRs of settled calls."""
+        ledger: list[tuple[Any, ...]] = []
+        calls: dict[tuple[str, str], tuple[Any, ...]] = {}  # last settlement of a call wins
+        for item in items:
+            e = item.entry
+            if e is None:
+                continue
+            ledger.append(_ledger_row(e, item.bucket))
+            if e.kind in SETTLE_KINDS and e.call_id:
+                calls[(e.tenant, e.call_id)] = _call_row(e)
+        if not ledger:
+            return
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            await conn.execute(_CREATE_STAGING)
+            await conn.copy_records_to_table(
+                "settle_ledger", records=ledger, columns=LEDGER_COLUMNS
+            )
+            status = await conn.execute(_INSERT_LEDGER)
+            if (conflicts := int(status.rsplit(" ", 1)[-1])) > 0:
+                log.error(
+                    "%d ledger entries reuse a (tenant, account, seq) already settled from"
+                    " another stream entry; kept in ledger_conflicts (Redis lost data?)",
+                    conflicts,
+                )
+            if calls:
+                await conn.copy_records_to_table(
+                    "settle_calls", records=list(calls.values()), columns=CALL_COLUMNS
+                )
+                await conn.execute(_UPSERT_CALLS)
+
+    async def _ack(self, items: Sequence[_Item]) -> None:
+        """Delete, then ack: a crash in between leaves a pending id with no entry, which the
+        next read of the pending list returns empty and acks, instead of an acked orphan."""
+        by_bucket: dict[int, list[str]] = {}
+        for item in items:
+            by_bucket.setdefault(item.bucket, []).append(item.stream_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for b, ids in by_bucket.items():
+            pipe.xdel(stream_key(b), *ids)
+            pipe.xack(stream_key(b), self.group, *ids)
+        await pipe.execute()
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds`` unless stopped first: stopping never waits out a backoff."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _chunks(items: list[_Item], size: int) -> Iterator[list[_Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _is_nogroup(res: object) -> bool:
+    return isinstance(res, redis.exceptions.ResponseError) and "NOGROUP" in str(res)
+
+
+def _read_entries(res: Any) -> list[tuple[Any, Any]]:
+    """Entries of a one-stream XREADGROUP reply, whichever shape the client parsed it into."""
+    if not res:
+        return []
+    streams: Iterable[Any] = res.values() if isinstance(res, dict) else (s[1] for s in res)
+    out: list[tuple[Any, Any]] = []
+    for entries in streams:
+        # RESP3 without legacy shaping wraps each stream's list in one more list.
+        if len(entries) == 1 and isinstance(entries[0], list):
+            entries = entries[0]
+        out.extend((e[0], e[1]) for e in entries)
+    return out
+
+
+def _decode(bucket: int, sid: str, fields: Any) -> _Item:
+    if not fields:  # deleted while pending: nothing to write, only to ack
+        return _Item(bucket, sid, None)
+    try:
+        return _Item(bucket, sid, parse_entry(sid, fields))
+    except Exception as exc:
+        log.error("undecodable ledger entry %s in bucket %d (%r): dead-lettered", sid, bucket, exc)
+        return _Item(bucket, sid, None, dict(fields))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace").replace("\x00", "")
+    return "" if value is None else str(value).replace("\x00", "")
+
+
+def _opt_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _int(value: Any, limit: int = _INT32) -> int | None:
+    """An integer column from a loosely typed CDR field; NULL when absent or unusable."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    try:
+        n = int(value) if not isinstance(value, float) else (
+            int(value) if math.isfinite(value) else None
+        )
+    except (TypeError, ValueError):
+        return None
+    return n if n is not None and -limit <= n <= limit else None
+
+
+def _ts(ms: Any) -> datetime | None:
+    n = _int(ms, 2**62)
+    if n is None:
+        return None
+    try:
+        return _EPOCH + timedelta(milliseconds=n)
+    except OverflowError:
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    """What jsonb accepts: text without NUL, finite numbers, string keys."""
+    if isinstance(value, dict):
+        return {_text(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes | str):
+        return _text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _text(value)
+
+
+def _ledger_row(e: LedgerEntry, bucket: int) -> tuple[Any, ...]:
+    return (
+        e.tenant, e.account, e.seq, e.kind, e.amount, e.reserved, e.balance_after,
+        _text(e.idem_key), _text(e.call_id) or None, e.stream_id, bucket,
+        _ts(e.ts_ms) or _EPOCH, json.dumps(_jsonable(e.extra), separators=(",", ":")),
+    )
+
+
+def _call_row(e: LedgerEntry) -> tuple[Any, ...]:
+    x: dict[Any, Any] = e.extra if isinstance(e.extra, dict) else {}
+    return (
+        e.tenant, _text(e.call_id), e.account,
+        _opt_text(x.get("dst")), _opt_text(x.get("prefix")), _opt_text(x.get("plan")),
+        _ts(x.get("start_ms")), _ts(x.get("answer_ms")),
+        _ts(x.get("end_ms")) or _ts(e.ts_ms) or _EPOCH,  # an end time is always known
+        _int(x.get("duration")), _int(x.get("billed")),
+        -e.amount, _opt_text(x.get("disposition")), e.kind,
+    )

@@ -1,0 +1,399 @@
+"""Settlement moves every Redis ledger entry into Postgres once, and never acks before that."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from charging_engine.balance.keys import bucket_of, stream_key
+from charging_engine.ledger.settlement import TRANSIENT_ERRORS, Settlement, dead_letter_key
+
+from .drive import (
+    BUCKETS,
+    NOW_MS,
+    TcpProxy,
+    account_hash,
+    authorize,
+    cdr,
+    provision,
+    settle,
+    topup,
+)
+from .fixtures import pool_fixture, redis_fixture  # noqa: F401  (provide "pool", "redis")
+
+ACCOUNTS = [("acme", "1001"), ("acme", "1002"), ("acme", "1003"), ("zeta", "a"), ("zeta", "b"),
+            ("zeta", "c")]
+
+
+def ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+async def full_call_cycle(redis: aioredis.Redis, tenant: str, account: str, n: int = 0) -> None:
+    """provision, topup, reserve, commit: four ledger entries."""
+    await provision(redis, tenant, account)
+    await topup(redis, tenant, account, 10_000_000, f"pay-{n}")
+    await authorize(redis, tenant, account, f"call-{account}-{n}", 2_000_000)
+    await settle(redis, tenant, account, f"call-{account}-{n}", 1_234_567, extra=cdr())
+
+
+async def pending_count(redis: aioredis.Redis, group: str = "settlement") -> int:
+    total = 0
+    for b in range(BUCKETS):
+        info = await redis.xpending(stream_key(b), group)
+        total += int(info["pending"])
+    return total
+
+
+async def ledger_count(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM ledger_entries"))
+
+
+def settlement(redis: aioredis.Redis, pool: asyncpg.Pool, consumer: str = "s1",
+               **kw: Any) -> Settlement:
+    return Settlement(redis, pool, BUCKETS, consumer, **kw)
+
+
+async def test_mutations_land_in_the_ledger_and_calls(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    assert len({bucket_of(t, a, BUCKETS) for t, a in ACCOUNTS}) > 2
+    s = settlement(redis, pool)
+    await s.ensure_groups()
+    await s.ensure_groups()  # BUSYGROUP is fine
+    for t, a in ACCOUNTS:
+        await full_call_cycle(redis, t, a)
+    assert await s.lag() == 4 * len(ACCOUNTS)
+
+    assert await s.drain_once() == 4 * len(ACCOUNTS)
+    assert await s.drain_once() == 0
+    assert await s.lag() == 0
+    assert await pending_count(redis) == 0
+
+    for t, a in ACCOUNTS:
+        rows = await pool.fetch(
+            "SELECT * FROM ledger_entries WHERE tenant_id = $1 AND account_id = $2 ORDER BY seq",
+            t, a,
+        )
+        assert [r["seq"] for r in rows] == [1, 2, 3, 4]
+        assert [r["kind"] for r in rows] == ["provision", "topup", "reserve", "commit"]
+        assert [r["amount"] for r in rows] == [0, 10_000_000, 0, -1_234_567]
+        assert [r["reserved"] for r in rows] == [0, 0, 2_000_000, -2_000_000]
+        assert [r["balance_after"] for r in rows] == [0, 10_000_000, 10_000_000, 8_765_433]
+        assert [r["call_id"] for r in rows] == [None, None, f"call-{a}-0", f"call-{a}-0"]
+        assert {r["bucket"] for r in rows} == {bucket_of(t, a, BUCKETS)}
+        assert all(r["ts"] == ms(NOW_MS) for r in rows)
+        assert rows[1]["idem_key"] == "pay-0"
+        assert rows[1]["extra"] == '{"ref": "pay-0"}'
+        live = await account_hash(redis, t, a)
+        assert int(live["balance"]) == sum(r["amount"] for r in rows)
+        assert int(live["seq"]) == rows[-1]["seq"]
+
+    call = await pool.fetchrow(
+        "SELECT * FROM calls WHERE tenant_id = 'zeta' AND call_id = 'call-b-0'"
+    )
+    c = cdr()
+    assert dict(call) == {
+        "tenant_id": "zeta", "call_id": "call-b-0", "account_id": "b",
+        "destination": "442071234567", "rate_prefix": "4420", "plan_id": "std",
+        "started_at": ms(c["start_ms"]), "answered_at": ms(c["answer_ms"]),
+        "ended_at": ms(c["end_ms"]), "duration": 60, "billed_seconds": 60, "cost": 1_234_567,
+        "disposition": "ANSWERED", "settled_by": "commit",
+    }
+    assert await pool.fetchval("SELECT count(*) FROM calls") == len(ACCOUNTS)
+
+
+async def test_release_and_expire_with_sparse_call_details(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    await provision(redis, "acme", "1001")
+    await topup(redis, "acme", "1001", 5_000_000, "p")
+    await authorize(redis, "acme", "1001", "busy", 1_000_000)
+    await settle(redis, "acme", "1001", "busy", 0, kind="release", extra={"disposition": "BUSY"})
+    await authorize(redis, "acme", "1001", "lost", 1_000_000)
+    await settle(redis, "acme", "1001", "lost", 300_000, kind="expire",
+                 extra={"answer_ms": None, "duration": "n/a", "dst": "44\x0020"})
+    assert await settlement(redis, pool).drain_once() == 6
+    rows = {r["call_id"]: dict(r) for r in await pool.fetch("SELECT * FROM calls")}
+    assert rows["busy"]["settled_by"] == "release"
+    assert rows["busy"]["cost"] == 0
+    assert rows["busy"]["disposition"] == "BUSY"
+    assert rows["busy"]["started_at"] is None and rows["busy"]["destination"] is None
+    assert rows["busy"]["ended_at"] == ms(NOW_MS)  # the settlement time when no end_ms
+    assert rows["lost"]["settled_by"] == "expire"
+    assert rows["lost"]["cost"] == 300_000
+    assert rows["lost"]["answered_at"] is None and rows["lost"]["duration"] is None
+    assert rows["lost"]["destination"] == "4420"
+
+
+async def test_entry_written_but_not_acked_is_a_no_op_when_redelivered(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    class CrashBeforeAck(Settlement):
+        async def _ack(self, items: Any) -> None:
+            raise RuntimeError("crashed after commit")
+
+    for t, a in ACCOUNTS[:3]:
+        await full_call_cycle(redis, t, a)
+    crashing = CrashBeforeAck(redis, pool, BUCKETS, "s1")
+    with pytest.raises(RuntimeError):
+        await crashing.drain_once()
+    assert await ledger_count(pool) == 12
+    assert await pending_count(redis) == 12
+
+    # The same consumer restarts: its own pending entries come first, and change nothing.
+    again = settlement(redis, pool, "s1")
+    assert await again.drain_once() == 12
+    assert await ledger_count(pool) == 12
+    assert await pool.fetchval("SELECT count(*) FROM ledger_conflicts") == 0
+    assert await pool.fetchval("SELECT count(*) FROM calls") == 3
+    assert await pending_count(redis) == 0
+    assert await again.lag() == 0
+
+
+async def test_entries_of_a_dead_consumer_are_reclaimed_after_idle_time(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    live = settlement(redis, pool, "live", reclaim_idle_ms=60_000)
+    await live.ensure_groups()
+    for t, a in ACCOUNTS:
+        await full_call_cycle(redis, t, a)
+    # A consumer reads everything, then dies before writing it.
+    delivered: list[tuple[str, str]] = []
+    for b in range(BUCKETS):
+        reply: Any = await redis.xreadgroup("settlement", "dead", {stream_key(b): ">"})
+        for _stream, entries in reply:
+            delivered += [(stream_key(b), eid.decode()) for eid, _ in entries]
+    assert len(delivered) == 24
+
+    # Pending for a few milliseconds only: the live consumer must leave them alone.
+    assert await live.drain_once() == 0
+    assert await pending_count(redis) == 24
+    # Make them look idle for two minutes, as if the dead consumer vanished long ago.
+    for key, eid in delivered:
+        await redis.xclaim(key, "settlement", "dead", 0, [eid], idle=120_000)
+    assert await live.drain_once() == 24
+    assert await ledger_count(pool) == 24
+    assert await pending_count(redis) == 0
+    assert await live.lag() == 0
+
+
+async def test_small_batches_drain_a_backlog_in_steps(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    for t, a in ACCOUNTS:
+        for n in range(3):
+            await full_call_cycle(redis, t, a, n)
+    s = settlement(redis, pool, batch_size=5)
+    steps = []
+    while (n := await s.drain_once()) > 0:
+        steps.append(n)
+    assert sum(steps) == 3 * 4 * len(ACCOUNTS)
+    assert len(steps) > 1
+    assert await ledger_count(pool) == 3 * 4 * len(ACCOUNTS)
+    assert await s.lag() == 0
+
+
+async def test_pending_ids_of_deleted_entries_are_just_acked(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    s = settlement(redis, pool)
+    await s.ensure_groups()
+    await full_call_cycle(redis, "acme", "1001")
+    key = stream_key(bucket_of("acme", "1001", BUCKETS))
+    reply: Any = await redis.xreadgroup("settlement", "s1", {key: ">"})
+    ids = [eid for eid, _ in reply[0][1]]
+    await redis.xdel(key, *ids)  # deleted after settling, crashed before the ack
+    assert await pending_count(redis) == 4
+    assert await s.drain_once() == 4
+    assert await pending_count(redis) == 0
+    assert await ledger_count(pool) == 0
+
+
+async def test_a_flushed_stream_gets_its_group_back(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    s = settlement(redis, pool)
+    await full_call_cycle(redis, "acme", "1001")
+    assert await s.drain_once() == 4
+    await redis.flushall()
+    from charging_engine.balance.functions import load_functions
+
+    await load_functions(redis)
+    await provision(redis, "acme", "1002")  # stream recreated without the group
+    await topup(redis, "acme", "1002", 1, "again")
+    assert await s.drain_once() == 2
+    assert await ledger_count(pool) == 6
+
+
+async def test_a_reused_seq_is_kept_as_a_conflict_not_dropped(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    s = settlement(redis, pool)
+    await full_call_cycle(redis, "acme", "1001")
+    assert await s.drain_once() == 4
+    await redis.flushall()  # Redis loses the account, and it is provisioned again from zero
+    from charging_engine.balance.functions import load_functions
+
+    await load_functions(redis)
+    await provision(redis, "acme", "1001")
+    await topup(redis, "acme", "1001", 7, "after-loss")
+    assert await s.drain_once() == 2
+    assert await ledger_count(pool) == 4
+    rows = await pool.fetch("SELECT seq, kind, amount FROM ledger_conflicts ORDER BY seq")
+    assert [tuple(r) for r in rows] == [(1, "provision", 0), (2, "topup", 7)]
+
+
+async def test_undecodable_entries_are_parked_not_blocking(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    s = settlement(redis, pool)
+    await s.ensure_groups()
+    await redis.xadd(stream_key(3), {"garbage": "1"})
+    await full_call_cycle(redis, "acme", "1001")
+    assert await s.drain_once() == 5
+    assert await s.lag() == 0
+    parked: Any = await redis.xrange(dead_letter_key(3))
+    (dead,) = parked
+    assert dead[1][b"garbage"] == b"1"
+    assert await ledger_count(pool) == 4
+
+
+async def test_resp3_client(redis_url: str, pool: asyncpg.Pool) -> None:
+    client = aioredis.from_url(redis_url, protocol=3)
+    try:
+        from charging_engine.balance.functions import load_functions
+
+        await load_functions(client)
+        for t, a in ACCOUNTS[:2]:
+            await full_call_cycle(client, t, a)
+        s = settlement(client, pool)
+        assert await s.drain_once() == 8
+        assert await s.lag() == 0
+    finally:
+        await client.aclose()
+
+
+# -- Postgres outages -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def proxy(database_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
+    """A switchable TCP path to the test database, and a DSN that goes through it."""
+    parts = urlsplit(database_url)
+    assert parts.hostname is not None and parts.port is not None
+    p = TcpProxy(parts.hostname, parts.port)
+    await p.start()
+    netloc = parts.netloc.rsplit(":", 1)[0] + f":{p.port}"
+    try:
+        yield p, urlunsplit(parts._replace(netloc=netloc))
+    finally:
+        await p.stop()
+
+
+async def test_nothing_is_acked_while_postgres_is_unreachable(
+    redis: aioredis.Redis, pool: asyncpg.Pool, proxy: tuple[TcpProxy, str]
+) -> None:
+    path, dsn = proxy
+    via_proxy = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        s = settlement(redis, via_proxy)
+        await s.ensure_groups()
+        await full_call_cycle(redis, "acme", "1001")
+        assert await s.drain_once() == 4
+
+        for t, a in ACCOUNTS:
+            await full_call_cycle(redis, t, a, n=1)
+        await path.stop()
+        for _ in range(3):
+            with pytest.raises(TRANSIENT_ERRORS):
+                await s.drain_once()
+        assert await s.lag() == 4 * len(ACCOUNTS)
+        assert await ledger_count(pool) == 4
+
+        assert await pending_count(redis) == 4 * len(ACCOUNTS)
+
+        await path.start()
+        assert await s.drain_once() == 4 * len(ACCOUNTS)
+        assert await ledger_count(pool) == 4 + 4 * len(ACCOUNTS)
+        assert await s.lag() == 0
+        assert await pending_count(redis) == 0
+    finally:
+        await via_proxy.close()
+
+
+class Probe(Settlement):
+    """Signals what ``run`` went through, so the test waits on events instead of sleeping."""
+
+    def __init__(self, *args: Any, target: int, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.target = target
+        self.settled = 0
+        self.failures = 0
+        self.failing = asyncio.Event()
+        self.done = asyncio.Event()
+        self.idle = asyncio.Event()
+
+    async def drain_once(self) -> int:
+        try:
+            n = await super().drain_once()
+        except Exception:
+            self.failures += 1
+            if self.failures >= 3:
+                self.failing.set()
+            raise
+        self.settled += n
+        if self.settled >= self.target:
+            self.done.set()
+        if n == 0:
+            self.idle.set()
+        return n
+
+
+async def test_run_rides_out_a_postgres_outage(
+    redis: aioredis.Redis, pool: asyncpg.Pool, proxy: tuple[TcpProxy, str]
+) -> None:
+    path, dsn = proxy
+    via_proxy = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    stop = asyncio.Event()
+    probe = Probe(redis, via_proxy, BUCKETS, "runner", target=4 * len(ACCOUNTS))
+    try:
+        await path.stop()
+        task = asyncio.create_task(probe.run(stop, idle_interval=0.01))
+        for t, a in ACCOUNTS:
+            await full_call_cycle(redis, t, a)
+        await asyncio.wait_for(probe.failing.wait(), 10)
+        assert not task.done()  # the loop survives
+        assert await ledger_count(pool) == 0
+        assert await probe.lag() == 4 * len(ACCOUNTS)  # nothing acked
+
+        await path.start()
+        await asyncio.wait_for(probe.done.wait(), 10)
+        assert await ledger_count(pool) == 4 * len(ACCOUNTS)
+        assert await probe.lag() == 0
+
+        probe.idle.clear()
+        await asyncio.wait_for(probe.idle.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(task, 1)
+    finally:
+        stop.set()
+        await via_proxy.close()
+
+
+async def test_stop_interrupts_a_long_idle_wait(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    stop = asyncio.Event()
+    probe = Probe(redis, pool, BUCKETS, "s1", target=1)
+    task = asyncio.create_task(probe.run(stop, idle_interval=3600))
+    await asyncio.wait_for(probe.idle.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 1)
