@@ -8,7 +8,10 @@ from typing import Any
 import msgpack
 
 KINDS = frozenset(
-    {"reserve", "extend", "commit", "release", "expire", "topup", "adjust", "withdraw", "provision"}
+    {
+        "reserve", "extend", "commit", "release", "expire",
+        "topup", "adjust", "withdraw", "provision", "correction",
+    }
 )
 
 

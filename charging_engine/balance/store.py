@@ -34,6 +34,8 @@ class Settled:
     cost: int
     balance: int
     released: int
+    billed: int | None = None  # known for a recorded settlement (None if restored from ledger)
+    blob: bytes | None = None  # the session record it was rated with
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,21 +140,22 @@ class BalanceStore:
 
     async def settle(
         self, tenant: str, account: str, call_id: str, *, kind: str, cost: int,
-        extra: dict[str, Any], now_ms: int, only_if_expired_by: int = 0,
+        extra: dict[str, Any], now_ms: int, only_if_expired_by: int = 0, billed: int = 0,
+        blob: bytes = b"",
     ) -> Settled:
         r = await self._call(
             "ce_settle", tenant, account, end_key(call_id), now_ms,
-            call_id, kind, cost, only_if_expired_by, pack_extra(extra),
+            call_id, kind, cost, only_if_expired_by, pack_extra(extra), billed, blob,
         )
         return Settled(_s(r[0]), int(r[1]), int(r[2]), int(r[3]))
 
     async def credit(
         self, tenant: str, account: str, *, kind: str, amount: int, idem_key: str,
-        extra: dict[str, Any], now_ms: int,
+        extra: dict[str, Any], now_ms: int, call_id: str = "",
     ) -> Credited:
         r = await self._call(
             "ce_credit", tenant, account, f"{kind}:{idem_key}", now_ms,
-            kind, amount, pack_extra(extra),
+            kind, amount, pack_extra(extra), call_id,
         )
         return Credited(_s(r[0]), int(r[1]), int(r[2]))
 
@@ -200,8 +203,10 @@ class BalanceStore:
         raw = await self._batcher.execute("GET", self.keys(tenant, account).idem(end_key(call_id)))
         if raw is None:
             return None
-        cost, balance = _s(raw).split(" ")
-        return Settled("duplicate", int(cost), int(balance), 0)
+        parts = bytes(raw).split(b" ", 3)
+        billed = int(parts[2]) if len(parts) > 2 else None
+        blob = parts[3] if len(parts) > 3 and parts[3] else None
+        return Settled("duplicate", int(parts[0]), int(parts[1]), 0, billed, blob)
 
     async def drop_expiry(self, bucket: int, member: str) -> None:
         """Forget an expiry-index member whose reservation no longer exists."""

@@ -89,6 +89,10 @@ JOIN ledger_entries e USING (tenant_id, account_id, seq)
 WHERE (e.stream_id, e.bucket) IS DISTINCT FROM (s.stream_id, s.bucket)
 ON CONFLICT DO NOTHING
 """
+_APPLY_CORRECTIONS: Final = """
+UPDATE calls SET correction = $3, cdr_seconds = $4
+WHERE tenant_id = $1 AND call_id = $2
+"""
 _UPSERT_CALLS: Final = f"""
 INSERT INTO calls ({", ".join(CALL_COLUMNS)})
 SELECT {", ".join(CALL_COLUMNS)} FROM settle_calls ORDER BY tenant_id, call_id
@@ -246,6 +250,7 @@ class Settlement:
         """One transaction: ledger rows (duplicates ignored) and the CDRs of settled calls."""
         ledger: list[tuple[Any, ...]] = []
         calls: dict[tuple[str, str], tuple[Any, ...]] = {}  # last settlement of a call wins
+        corrections: list[tuple[str, str, int, int | None]] = []
         for item in items:
             e = item.entry
             if e is None:
@@ -253,6 +258,10 @@ class Settlement:
             ledger.append(_ledger_row(e, item.bucket))
             if e.kind in SETTLE_KINDS and e.call_id:
                 calls[(e.tenant, e.call_id)] = _call_row(e)
+            elif e.kind == "correction" and e.call_id:
+                corrections.append(
+                    (e.tenant, e.call_id, -e.amount, _int(e.extra.get("to_seconds")))
+                )
         if not ledger:
             return
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
@@ -272,6 +281,8 @@ class Settlement:
                     "settle_calls", records=list(calls.values()), columns=CALL_COLUMNS
                 )
                 await conn.execute(_UPSERT_CALLS)
+            if corrections:
+                await conn.executemany(_APPLY_CORRECTIONS, corrections)
 
     async def _ack(self, items: Sequence[_Item]) -> None:
         """Delete, then ack: a crash in between leaves a pending id with no entry, which the

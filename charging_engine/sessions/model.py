@@ -39,11 +39,14 @@ class Decision:
 
     allowed: bool
     reason: Reason
-    max_seconds: int
+    max_seconds: int  # covered by this call's reservation (one slice)
     reserved: int = 0
     destination: str = ""
     rate_prefix: str | None = None
     detail: str = ""
+    # What all the account's available money would pay for, were this its only call: a hard
+    # backstop limit for PBXs (Dial L()) while extensions keep the reservation ahead.
+    affordable_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,17 @@ class Extension:
     reason: Reason
     max_seconds: int  # total answered seconds now covered
     seconds_left: int | None  # from now, when answered; None before answer
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """Outcome of reconciling a settled call against the PBX's CDR."""
+
+    corrected: bool
+    reason: str  # corrected | within_tolerance | already_corrected | not_settled | unrated
+    charged_seconds: int | None
+    cdr_seconds: int
+    delta: int  # micros added to the charge (negative: refunded)
 
 
 @dataclass(frozen=True, slots=True)

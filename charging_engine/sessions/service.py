@@ -33,6 +33,7 @@ from charging_engine.sessions.blob import SessionInfo, pack_session, unpack_sess
 from charging_engine.sessions.model import (
     Answered,
     Charge,
+    Correction,
     Decision,
     Extension,
     InvalidRequest,
@@ -173,7 +174,9 @@ class ChargingService:
     def _decision(self, res: Reservation, rate: Rate, number: str) -> Decision:
         if res.status == "ok":
             granted = self._granted(rate, res.reserved)
-            return Decision(True, Reason.OK, granted, res.reserved, number, rate.prefix)
+            affordable = self._granted(rate, res.reserved + max(res.available, 0))
+            return Decision(True, Reason.OK, granted, res.reserved, number, rate.prefix,
+                            affordable_seconds=affordable)
         if res.status == "unknown_account":
             raise NotFound(Reason.UNKNOWN_ACCOUNT, "account has no balance record")
         if res.status == "already_ended":
@@ -317,7 +320,8 @@ class ChargingService:
             extra["note"] = note
         res = await self.store.settle(
             tenant_id, account_id, call_id, kind=kind, cost=amount, extra=extra,
-            now_ms=self.clock(), only_if_expired_by=only_if_expired_by,
+            now_ms=self.clock(), only_if_expired_by=only_if_expired_by, billed=duration,
+            blob=pack_session(info),
         )
         if res.status == "duplicate":
             return Charge(Reason.DUPLICATE, res.cost, res.balance, 0, 0)
@@ -326,6 +330,39 @@ class ChargingService:
         if res.status == "not_expired":
             return Charge(Reason.DUPLICATE, 0, res.balance, 0, 0)
         return Charge(Reason.OK, res.cost, res.balance, billed, duration)
+
+    async def correct(
+        self, tenant_id: str, account_id: str, call_id: str, cdr_seconds: int,
+        tolerance_s: int = 1,
+    ) -> Correction:
+        """Reconcile a settled call with the PBX's CDR billable seconds, once.
+
+        A difference beyond ``tolerance_s`` re-rates the call with the rate it was charged
+        under and books the difference as a ``correction`` ledger entry keyed by the call.
+        """
+        self._account(tenant_id, account_id)
+        call_id = self._call_id(call_id)
+        if not 0 <= cdr_seconds <= MAX_CALL_SECONDS:
+            raise InvalidRequest(f"cdr seconds must be between 0 and {MAX_CALL_SECONDS}")
+        done = await self.store.settlement_of(tenant_id, account_id, call_id)
+        if done is None:
+            return Correction(False, "not_settled", None, cdr_seconds, 0)
+        if done.billed is None or done.blob is None:
+            return Correction(False, "unrated", done.billed, cdr_seconds, 0)
+        if abs(cdr_seconds - done.billed) <= tolerance_s:
+            return Correction(False, "within_tolerance", done.billed, cdr_seconds, 0)
+        info = unpack_session(done.blob)
+        delta = cost(info.rate, cdr_seconds) - done.cost
+        res = await self.store.credit(
+            tenant_id, account_id, kind="correction", amount=-delta, idem_key=call_id,
+            extra={"from_seconds": done.billed, "to_seconds": cdr_seconds,
+                   "billed": billed_seconds(info.rate, cdr_seconds), "delta": delta,
+                   "source": "cdr"},
+            now_ms=self.clock(), call_id=call_id,
+        )
+        if res.status == "duplicate":
+            return Correction(False, "already_corrected", done.billed, cdr_seconds, 0)
+        return Correction(True, "corrected", done.billed, cdr_seconds, delta)
 
     async def balance(self, tenant_id: str, account_id: str) -> dict[str, Any]:
         account = self._account(tenant_id, account_id)

@@ -130,3 +130,11 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     writer.transport.abort()
+
+
+async def correct(
+    redis: Redis, tenant: str, account: str, call: str, delta: int, to_seconds: int
+) -> list[Any]:
+    """A CDR correction of a settled call: ``delta`` more charged (negative refunds)."""
+    return await fcall(redis, "ce_credit", tenant, account, f"correction:{call}", "correction",
+                       -delta, pack_extra({"to_seconds": to_seconds, "delta": delta}), call)

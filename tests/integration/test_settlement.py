@@ -22,6 +22,7 @@ from .drive import (
     account_hash,
     authorize,
     cdr,
+    correct,
     provision,
     settle,
     topup,
@@ -105,7 +106,7 @@ async def test_mutations_land_in_the_ledger_and_calls(
         "destination": "442071234567", "rate_prefix": "4420", "plan_id": "std",
         "started_at": ms(c["start_ms"]), "answered_at": ms(c["answer_ms"]),
         "ended_at": ms(c["end_ms"]), "duration": 60, "billed_seconds": 60, "cost": 1_234_567,
-        "disposition": "ANSWERED", "settled_by": "commit",
+        "disposition": "ANSWERED", "settled_by": "commit", "correction": 0, "cdr_seconds": None,
     }
     assert await pool.fetchval("SELECT count(*) FROM calls") == len(ACCOUNTS)
 
@@ -397,3 +398,25 @@ async def test_stop_interrupts_a_long_idle_wait(
     await asyncio.wait_for(probe.idle.wait(), 10)
     stop.set()
     await asyncio.wait_for(task, 1)
+
+
+async def test_cdr_correction_lands_on_the_call_once(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    await provision(redis, "acme", "1001")
+    await topup(redis, "acme", "1001", 5_000_000, "p")
+    await authorize(redis, "acme", "1001", "c1", 1_000_000)
+    await settle(redis, "acme", "1001", "c1", 400_000, extra=cdr())
+    s = settlement(redis, pool)
+    assert await s.drain_once() == 4
+    res = await correct(redis, "acme", "1001", "c1", 150_000, 90)
+    assert res[0] == b"ok"
+    again = await correct(redis, "acme", "1001", "c1", 150_000, 90)  # a retried correction
+    assert again[0] == b"duplicate"
+    assert await s.drain_once() == 1
+    row = await pool.fetchrow(
+        "SELECT cost, correction, cdr_seconds FROM calls WHERE call_id = 'c1'")
+    assert dict(row) == {"cost": 400_000, "correction": 150_000, "cdr_seconds": 90}
+    total = await pool.fetchval(
+        "SELECT sum(amount) FROM ledger_entries WHERE account_id = '1001'")
+    assert total == 5_000_000 - 400_000 - 150_000

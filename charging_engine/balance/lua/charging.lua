@@ -96,13 +96,14 @@ local function extend(KEYS, ARGV)
 end
 
 -- settle: ARGV[5] call, [6] kind (commit|release|expire), [7] cost, [8] only if expired by
--- (ms, 0 = unconditionally), [9] extra. KEYS[6] is the call's end record: a call settles once.
--- -> {status, cost charged, balance after, reservation released}
+-- (ms, 0 = unconditionally), [9] extra, [10] billed seconds, [11] session blob.
+-- KEYS[6] is the call's end record ("cost balance billed <blob>"): a call settles once, and a
+-- later CDR can be re-rated from it. -> {status, cost charged, balance after, released}
 local function settle(KEYS, ARGV)
   local call, kind, cost = ARGV[5], ARGV[6], tonumber(ARGV[7])
   local done = redis.call('GET', KEYS[6])
   if done then
-    local c, b = string.match(done, '^(-?%d+) (-?%d+)$')
+    local c, b = string.match(done, '^(-?%d+) (-?%d+)')
     return {'duplicate', num(c), num(b), 0}
   end
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown_account', 0, 0, 0} end
@@ -125,11 +126,13 @@ local function settle(KEYS, ARGV)
     bal = num(redis.call('HGET', KEYS[1], 'balance'))
   end
   append(KEYS, ARGV, kind, -cost, -held, call, idem_name(KEYS), ARGV[9])
-  remember(KEYS, ARGV, string.format('%d %d', cost, bal))
+  remember(KEYS, ARGV, string.format('%d %d %d ', cost, bal, tonumber(ARGV[10]) or 0)
+    .. (ARGV[11] or ''))
   return {'ok', cost, bal, held}
 end
 
--- credit: ARGV[5] kind (topup|adjust|withdraw), [6] signed amount, [7] extra
+-- credit: ARGV[5] kind (topup|adjust|withdraw|correction), [6] signed amount, [7] extra,
+-- [8] call id (corrections of a settled call's charge)
 -- A withdrawal is refused beyond the available funds. -> {status, balance after, available}
 local function credit(KEYS, ARGV)
   local done = redis.call('GET', KEYS[6])
@@ -143,7 +146,7 @@ local function credit(KEYS, ARGV)
   local avail = a.balance + a.credit - a.reserved
   if kind == 'withdraw' and avail < -amount then return {'insufficient_funds', a.balance, avail} end
   local bal = redis.call('HINCRBY', KEYS[1], 'balance', amount)
-  append(KEYS, ARGV, kind, amount, 0, '', idem_name(KEYS), ARGV[7])
+  append(KEYS, ARGV, kind, amount, 0, ARGV[8] or '', idem_name(KEYS), ARGV[7])
   remember(KEYS, ARGV, string.format('%d', bal))
   return {'ok', bal, avail + amount}
 end
