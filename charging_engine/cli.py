@@ -15,6 +15,7 @@ from pathlib import Path
 import uvloop
 
 from charging_engine.config import Settings
+from charging_engine.runtime import tune_gc
 
 log = logging.getLogger("charging_engine")
 
@@ -41,6 +42,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     async with open_engine(settings) as engine:
         app = create_app(engine.service)
+        tune_gc()
         server = uvicorn.Server(uvicorn.Config(
             app, host=settings.realtime_host, port=settings.realtime_port, loop="none",
             http="httptools", log_level="warning", access_log=False, lifespan="off",

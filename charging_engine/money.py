@@ -93,7 +93,8 @@ def round_div(numerator: int, denominator: int, mode: Rounding) -> int:
     """
     if numerator < 0 or denominator <= 0:
         raise MoneyError("round_div needs numerator >= 0 and denominator > 0")
-    mode = Rounding(mode)
+    if mode.__class__ is not Rounding:
+        mode = Rounding(mode)  # a plain string must not fall through to half-even
     q, r = divmod(numerator, denominator)
     if r == 0 or mode is Rounding.DOWN:
         return q
@@ -113,4 +114,7 @@ def quantum(decimals: int) -> int:
     """Micros in one unit of the last kept decimal (decimals=2 -> 10_000 micros)."""
     if not 0 <= decimals <= MICRO_DIGITS:
         raise MoneyError(f"decimals must be between 0 and {MICRO_DIGITS}, got {decimals}")
-    return int(10 ** (MICRO_DIGITS - decimals))
+    return _QUANTA[decimals]
+
+
+_QUANTA: Final[tuple[int, ...]] = tuple(10 ** (MICRO_DIGITS - d) for d in range(7))

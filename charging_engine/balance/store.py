@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,13 @@ class SessionRecord:
     reserved: int
 
 
+@functools.lru_cache(maxsize=65_536)
+def _fixed_keys(tenant: str, account: str, buckets: int) -> tuple[tuple[str, ...], str]:
+    """An account's five fixed KEYS and its idempotency-key prefix (hot accounts stay cached)."""
+    k = AccountKeys.of(tenant, account, buckets)
+    return tuple(k.keys("")[:5]), k.idem("")
+
+
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -102,9 +110,10 @@ class BalanceStore:
     async def _call(
         self, fn: str, tenant: str, account: str, idem: str, now_ms: int, *args: Any
     ) -> list[Any]:
-        keys = self.keys(tenant, account).keys(idem)
+        fixed, idem_prefix = _fixed_keys(tenant, account, self.buckets)
         reply = await self._batcher.execute(
-            "FCALL", fn, 6, *keys, tenant, account, now_ms, self.idem_ttl_s, *args
+            "FCALL", fn, 6, *fixed, idem_prefix + idem, tenant, account, now_ms,
+            self.idem_ttl_s, *args,
         )
         return list(reply)
 

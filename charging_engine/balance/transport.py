@@ -28,18 +28,8 @@ class Transport(Protocol):
 
 
 def encode(command: Command, out: list[bytes]) -> None:
-    """Append one command in RESP (array of bulk strings) to ``out``."""
-    out.append(b"*%d\r\n" % len(command))
-    for arg in command:
-        if isinstance(arg, bytes):
-            b = arg
-        elif isinstance(arg, str):
-            b = arg.encode()
-        else:
-            b = str(arg).encode()
-        out.append(b"$%d\r\n" % len(b))
-        out.append(b)
-        out.append(b"\r\n")
+    """Append one command in RESP (array of bulk strings) to ``out`` (hiredis, in C)."""
+    out.append(hiredis.pack_command(tuple(command)))
 
 
 class _Connection:

@@ -11,6 +11,8 @@ are the billed durations a call can end on: ``X0 = billed(max(grace, 1))`` and `
 
 from __future__ import annotations
 
+import functools
+
 from charging_engine.money import quantum, round_div
 from charging_engine.rating.model import Rate
 
@@ -67,6 +69,18 @@ def next_boundary(rate: Rate, seconds: int) -> int:
     return x0 + ((seconds - x0) // rate.next_increment + 1) * rate.next_increment
 
 
+@functools.lru_cache(maxsize=16_384)
+def reservation_terms(rate: Rate, seconds: int) -> tuple[int, int, int]:
+    """(slice, its cost, least affordable cost) for reserving about ``seconds`` of a call.
+
+    The slice is cut to a boundary but never shorter than the first block; the least cost is
+    the first block's, below which a call cannot be authorized. Cached: rates are immutable.
+    """
+    x0 = first_boundary(rate)
+    slice_s = max(boundary_at_or_below(rate, seconds), x0)
+    return slice_s, price_of_billed(rate, billed_seconds(rate, slice_s)), price_of_billed(rate, x0)
+
+
 def max_duration(rate: Rate, amount: int, cap: int = MAX_CALL_SECONDS) -> int:
     """The longest answered duration (on a boundary, <= ``cap``) whose cost is <= ``amount``.
 
@@ -79,7 +93,7 @@ def max_duration(rate: Rate, amount: int, cap: int = MAX_CALL_SECONDS) -> int:
         return min(free_seconds(rate), cap_b)
     nxt = rate.next_increment
     k_cap = (cap_b - x0) // nxt
-    if rate.price_per_minute == 0:
+    if rate.price_per_minute == 0 or price_of_billed(rate, cap_b) <= amount:
         return cap_b
     # Estimate k from the unrounded price, then binary-search the exact answer around it: the
     # rounding moves a cost by less than one quantum, a bounded number of blocks.

@@ -46,6 +46,7 @@ class Decision:
     detail: str = ""
     # What all the account's available money would pay for, were this its only call: a hard
     # backstop limit for PBXs (Dial L()) while extensions keep the reservation ahead.
+    # Priced only when asked for (``with_affordable``); otherwise equal to ``max_seconds``.
     affordable_seconds: int = 0
 
 

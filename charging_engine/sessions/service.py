@@ -6,6 +6,7 @@ Each step is one or two pipelined Redis calls and no other I/O.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,10 +25,10 @@ from charging_engine.rating.pricing import (
     billed_seconds,
     boundary_at_or_below,
     cost,
-    first_boundary,
     max_duration,
     next_boundary,
     price_of_billed,
+    reservation_terms,
 )
 from charging_engine.sessions.blob import SessionInfo, pack_session, unpack_session
 from charging_engine.sessions.model import (
@@ -42,6 +43,8 @@ from charging_engine.sessions.model import (
 )
 
 RECENT_SESSIONS = 100_000
+# Reservations come in a few sizes (one slice of each rate), so most lookups are cache hits.
+_max_duration = functools.lru_cache(maxsize=65_536)(max_duration)
 CLOCK_SKEW_MS = 60_000  # how far a PBX clock may run ahead of ours
 
 
@@ -57,6 +60,7 @@ class _Live:
     """A session this process authorized (and maybe saw answered)."""
 
     info: SessionInfo
+    blob: bytes
     answer_ms: int | None = None
 
 
@@ -94,6 +98,9 @@ class ChargingService:
     # --- lookups -------------------------------------------------------------------------
 
     def _account(self, tenant_id: str, account_id: str) -> Account:
+        account = self.catalog.account(tenant_id, account_id)
+        if account is not None:  # ids in the catalogue were validated when loaded
+            return account
         try:
             check_id("tenant", tenant_id)
             check_id("account", account_id)
@@ -101,10 +108,7 @@ class ChargingService:
             raise InvalidRequest(str(exc)) from exc
         if self.catalog.tenant(tenant_id) is None:
             raise NotFound(Reason.UNKNOWN_TENANT, f"tenant {tenant_id!r} does not exist")
-        account = self.catalog.account(tenant_id, account_id)
-        if account is None:
-            raise NotFound(Reason.UNKNOWN_ACCOUNT, f"account {account_id!r} does not exist")
-        return account
+        raise NotFound(Reason.UNKNOWN_ACCOUNT, f"account {account_id!r} does not exist")
 
     @staticmethod
     def _call_id(call_id: str) -> str:
@@ -117,14 +121,19 @@ class ChargingService:
         return from_ms + (granted + self.policy.ttl_margin_s) * 1000
 
     def _granted(self, rate: Rate, reserved: int) -> int:
-        return max_duration(rate, reserved, self.policy.max_call_seconds)
+        return _max_duration(rate, reserved, self.policy.max_call_seconds)
 
     # --- operations ----------------------------------------------------------------------
 
     async def authorize(
-        self, tenant_id: str, account_id: str, call_id: str, destination: str
+        self, tenant_id: str, account_id: str, call_id: str, destination: str,
+        *, with_affordable: bool = False,
     ) -> Decision:
-        """May this account call this number, and for how many answered seconds?"""
+        """May this account call this number, and for how many answered seconds?
+
+        ``with_affordable`` also prices what all the available money would pay for (the
+        backstop limit a PBX sets with Dial's L() option).
+        """
         account = self._account(tenant_id, account_id)
         call_id = self._call_id(call_id)
         try:
@@ -144,15 +153,16 @@ class ChargingService:
         if rate is None:
             return Decision(False, Reason.NO_RATE, 0, destination=number,
                             detail=f"no rate matches {number}")
-        wanted = min(self.policy.slice_seconds, self.policy.max_call_seconds)
-        slice_s = max(boundary_at_or_below(rate, wanted), first_boundary(rate))
+        slice_s, cap, minimum = reservation_terms(
+            rate, min(self.policy.slice_seconds, self.policy.max_call_seconds)
+        )
         info = SessionInfo(rate, number, tariff.plan_id, now)
+        blob = pack_session(info)
         res = await self.store.authorize(
-            tenant_id, account_id, call_id,
-            cap=cost(rate, slice_s), minimum=price_of_billed(rate, first_boundary(rate)),
+            tenant_id, account_id, call_id, cap=cap, minimum=minimum,
             expires_ms=now + (self.policy.ring_allowance_s + slice_s + self.policy.ttl_margin_s)
             * 1000,
-            blob=pack_session(info), now_ms=now,
+            blob=blob, now_ms=now,
         )
         if res.repeated:
             # A retried authorize: answer from the session as first authorized, whatever
@@ -161,20 +171,25 @@ class ChargingService:
             if rec is None:  # settled in between
                 return Decision(False, Reason.ALREADY_ENDED, 0, destination=number)
             first = unpack_session(rec.blob)
-            return self._decision(res, first.rate, first.destination)
+            return self._decision(res, first.rate, first.destination, with_affordable)
         if res.status == "ok":
-            self._remember((tenant_id, account_id, call_id), info)
-        return self._decision(res, rate, number)
+            self._remember((tenant_id, account_id, call_id), info, blob)
+        return self._decision(res, rate, number, with_affordable)
 
-    def _remember(self, key: tuple[str, str, str], info: SessionInfo) -> None:
-        self._recent[key] = _Live(info)
+    def _remember(self, key: tuple[str, str, str], info: SessionInfo, blob: bytes) -> None:
+        self._recent[key] = _Live(info, blob)
         if len(self._recent) > RECENT_SESSIONS:
             self._recent.popitem(last=False)
 
-    def _decision(self, res: Reservation, rate: Rate, number: str) -> Decision:
+    def _decision(
+        self, res: Reservation, rate: Rate, number: str, with_affordable: bool = False
+    ) -> Decision:
         if res.status == "ok":
             granted = self._granted(rate, res.reserved)
-            affordable = self._granted(rate, res.reserved + max(res.available, 0))
+            affordable = (
+                self._granted(rate, res.reserved + max(res.available, 0))
+                if with_affordable else granted
+            )
             return Decision(True, Reason.OK, granted, res.reserved, number, rate.prefix,
                             affordable_seconds=affordable)
         if res.status == "unknown_account":
@@ -275,7 +290,7 @@ class ChargingService:
         if known is not None and billable_seconds is not None:
             return await self._settle(
                 tenant_id, account_id, call_id, known.info, known.answer_ms, end_ms,
-                billable_seconds,
+                billable_seconds, blob=known.blob,
                 kind="commit" if billable_seconds > 0 else "release",
                 disposition="answered" if billable_seconds > 0 else "not_answered",
                 only_if_expired_by=0,
@@ -306,11 +321,11 @@ class ChargingService:
     async def _settle(
         self, tenant_id: str, account_id: str, call_id: str, info: SessionInfo,
         answer_ms: int | None, end_ms: int, duration: int, *, kind: str, disposition: str,
-        only_if_expired_by: int, note: str = "",
+        only_if_expired_by: int, note: str = "", blob: bytes | None = None,
     ) -> Charge:
         rate = info.rate
-        amount = cost(rate, duration)
         billed = billed_seconds(rate, duration)
+        amount = price_of_billed(rate, billed)
         extra = {
             "dst": info.destination, "prefix": rate.prefix, "plan": info.plan_id,
             "start_ms": info.started_ms, "answer_ms": answer_ms, "end_ms": end_ms,
@@ -321,7 +336,7 @@ class ChargingService:
         res = await self.store.settle(
             tenant_id, account_id, call_id, kind=kind, cost=amount, extra=extra,
             now_ms=self.clock(), only_if_expired_by=only_if_expired_by, billed=duration,
-            blob=pack_session(info),
+            blob=blob if blob is not None else pack_session(info),
         )
         if res.status == "duplicate":
             return Charge(Reason.DUPLICATE, res.cost, res.balance, 0, 0)

@@ -51,6 +51,6 @@ async def test_affordable_seconds_cover_all_available_money(
     acc = account("rich")
     await fund(store, acc, 50_000_000)
     svc = make_service(store, clock, acc)
-    d = await svc.authorize("t1", "rich", "c1", "+44 20 7946 0000")
+    d = await svc.authorize("t1", "rich", "c1", "+44 20 7946 0000", with_affordable=True)
     assert d.max_seconds < d.affordable_seconds
     assert cost(UK, d.affordable_seconds) <= 50_000_000
