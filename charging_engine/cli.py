@@ -40,23 +40,43 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from charging_engine.bootstrap import open_engine
     from charging_engine.realtime.app import create_app
 
-    async with open_engine(settings) as engine:
-        app = create_app(engine.service)
-        tune_gc()
-        server = uvicorn.Server(uvicorn.Config(
-            app, host=settings.realtime_host, port=settings.realtime_port, loop="none",
-            http="httptools", log_level="warning", access_log=False, lifespan="off",
+    def http_server(app: object, host: str, port: int) -> uvicorn.Server:
+        return uvicorn.Server(uvicorn.Config(
+            app, host=host, port=port, loop="none", http="httptools", log_level="warning",
+            access_log=False, lifespan="off",
         ))
-        # uvicorn turns SIGINT/SIGTERM into a graceful shutdown of serve(); then the
-        # background tasks stop and settlement acknowledges what it wrote.
+
+    async with open_engine(settings) as engine:
+        realtime = http_server(
+            create_app(engine.service), settings.realtime_host, settings.realtime_port
+        )
+        others: list[uvicorn.Server] = []
+        if settings.admin_port is not None:
+            from admin_api.app import create_admin_app
+
+            others.append(http_server(
+                create_admin_app(engine), settings.admin_host, settings.admin_port
+            ))
+            print(f"admin API on http://{settings.admin_host}:{settings.admin_port}", flush=True)
+        tune_gc()
+        # uvicorn turns SIGINT/SIGTERM into a graceful shutdown of serve(); then the other
+        # listeners and background tasks stop, and settlement acknowledges what it wrote.
         stop = asyncio.Event()
         print(f"real-time API on http://{settings.realtime_host}:{settings.realtime_port}",
               flush=True)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(engine.run_background(stop))
+            if settings.asterisk_config is not None:
+                from pbx_connectors.asterisk.runner import run_asterisk
+
+                tg.create_task(run_asterisk(engine, settings.asterisk_config, stop))
+            for other in others:
+                tg.create_task(other.serve())
             try:
-                await server.serve()
+                await realtime.serve()
             finally:
+                for other in others:
+                    other.should_exit = True
                 stop.set()
     return 0
 

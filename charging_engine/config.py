@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     buckets: int = Field(64, ge=1, le=16384, description="fixed at deployment creation")
     realtime_host: str = "127.0.0.1"
     realtime_port: int = Field(8080, ge=0, le=65535)
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = Field(None, ge=0, le=65535, description="None: no admin API")
+    asterisk_config: Path | None = Field(
+        None, description="TOML file of Asterisk PBXs (AMI/FastAGI); None: no connector"
+    )
 
     slice_seconds: int = Field(300, ge=1)
     ring_allowance_s: int = Field(120, ge=1)
