@@ -36,11 +36,12 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
+    from fastapi import FastAPI
 
     from charging_engine.bootstrap import open_engine
     from charging_engine.realtime.app import create_app
 
-    def http_server(app: object, host: str, port: int) -> uvicorn.Server:
+    def http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
         return uvicorn.Server(uvicorn.Config(
             app, host=host, port=port, loop="none", http="httptools", log_level="warning",
             access_log=False, lifespan="off",
