@@ -162,15 +162,20 @@ class Settlement:
             pipe.xlen(stream_key(b))
         return sum(int(n) for n in await pipe.execute())
 
-    async def drain_once(self) -> int:
-        """Settle what is readable now, without blocking; return the number of entries acked."""
+    async def drain_once(self, thorough: bool = True) -> int:
+        """Settle what is readable now, without blocking; return the number of entries acked.
+
+        ``thorough`` also re-reads this consumer's own pending entries and reclaims those of
+        dead consumers; the run loop does that on start, after a failure and every half
+        ``reclaim_idle_ms``, and otherwise reads only new entries (a third of the commands).
+        """
         if self._need_groups:
             await self.ensure_groups()
         seen: dict[tuple[int, str], _Item] = {}
-        await self._read(seen)
+        await self._read(seen, thorough)
         if self._need_groups:  # a stream was flushed since: recreate its group, read again
             await self.ensure_groups()
-            await self._read(seen)
+            await self._read(seen, thorough)
         if not seen:
             return 0
         # Deleted entries have nothing to write and undecodable ones are parked in Redis:
@@ -189,14 +194,21 @@ class Settlement:
     async def run(self, stop: asyncio.Event, idle_interval: float = 0.05) -> None:
         """Drain until ``stop`` is set; outages are retried with backoff, never acked past."""
         backoff = BACKOFF_MIN
+        loop = asyncio.get_running_loop()
+        next_thorough = 0.0  # the first pass picks up what a previous run left pending
         while not stop.is_set():
+            thorough = loop.time() >= next_thorough
             try:
-                n = await self.drain_once()
+                n = await self.drain_once(thorough)
             except TRANSIENT_ERRORS as exc:
+                next_thorough = 0.0  # what was read but not written is pending: re-read it
                 log.warning("settlement unavailable (%r); retrying in %.1fs", exc, backoff)
             except Exception:
+                next_thorough = 0.0
                 log.exception("settlement batch failed; retrying in %.1fs", backoff)
             else:
+                if thorough:
+                    next_thorough = loop.time() + self.reclaim_idle_ms / 2000
                 backoff = BACKOFF_MIN
                 if n == 0:
                     await _wait(stop, idle_interval)
@@ -206,21 +218,25 @@ class Settlement:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _read(self, seen: dict[tuple[int, str], _Item]) -> None:
-        """Own pending entries, then reclaimed ones of dead consumers, then new ones, into
-        ``seen`` (an entry delivered by two of the reads counts once)."""
+    async def _read(self, seen: dict[tuple[int, str], _Item], thorough: bool = True) -> None:
+        """Own pending entries, then reclaimed ones of dead consumers (when ``thorough``), then
+        new ones, into ``seen`` (an entry delivered by two of the reads counts once)."""
         pipe = self.redis.pipeline(transaction=False)
         for b in range(self.buckets):
             key = stream_key(b)
-            pipe.xreadgroup(self.group, self.consumer, {key: "0"}, count=self._read_count)
-            pipe.xautoclaim(
-                key, self.group, self.consumer, self.reclaim_idle_ms,
-                start_id=self._claim_cursor[b], count=self._read_count,
-            )
+            if thorough:
+                pipe.xreadgroup(self.group, self.consumer, {key: "0"}, count=self._read_count)
+                pipe.xautoclaim(
+                    key, self.group, self.consumer, self.reclaim_idle_ms,
+                    start_id=self._claim_cursor[b], count=self._read_count,
+                )
             pipe.xreadgroup(self.group, self.consumer, {key: ">"}, count=self._read_count)
         results = await pipe.execute(raise_on_error=False)
         for b in range(self.buckets):
-            own, claimed, new = results[3 * b : 3 * b + 3]
+            if thorough:
+                own, claimed, new = results[3 * b : 3 * b + 3]
+            else:  # nothing pending re-read, nothing reclaimed: the cursor stays where it was
+                own, claimed, new = [], [self._claim_cursor[b], [], []], results[b]
             if any(_is_nogroup(r) for r in (own, claimed, new)):
                 self._need_groups = True  # the stream was flushed: recreate, read next time
                 continue

@@ -342,9 +342,9 @@ class Probe(Settlement):
         self.done = asyncio.Event()
         self.idle = asyncio.Event()
 
-    async def drain_once(self) -> int:
+    async def drain_once(self, thorough: bool = True) -> int:
         try:
-            n = await super().drain_once()
+            n = await super().drain_once(thorough)
         except Exception:
             self.failures += 1
             if self.failures >= 3:
