@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
+import orjson
 import redis.exceptions
 from redis.asyncio import Redis
 
@@ -403,11 +404,23 @@ def _jsonable(value: Any) -> Any:
     return _text(value)
 
 
+def _extra_json(extra: Any) -> str:
+    """jsonb text of an entry's extra: orjson for the usual plain dict (fast), the sanitising
+    path for anything it refuses or that carries a NUL jsonb would reject."""
+    try:
+        out = orjson.dumps(extra).decode()
+    except TypeError:
+        out = "\\u0000"
+    if "\\u0000" in out:
+        return json.dumps(_jsonable(extra), separators=(",", ":"))
+    return out
+
+
 def _ledger_row(e: LedgerEntry, bucket: int) -> tuple[Any, ...]:
     return (
         e.tenant, e.account, e.seq, e.kind, e.amount, e.reserved, e.balance_after,
         _text(e.idem_key), _text(e.call_id) or None, e.stream_id, bucket,
-        _ts(e.ts_ms) or _EPOCH, json.dumps(_jsonable(e.extra), separators=(",", ":")),
+        _ts(e.ts_ms) or _EPOCH, _extra_json(e.extra),
     )
 
 
