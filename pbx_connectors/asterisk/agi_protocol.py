@@ -53,7 +53,9 @@ class AgiEnvParser:
             line = bytes(self._buf[:nl]).rstrip(b"\r").decode("utf-8", "replace")
             del self._buf[: nl + 1]
             if not line:
-                return self._environment()
+                env = self._environment()
+                self._lines = []  # a parser is one environment: never merge with a next one
+                return env
             self._lines.append(line)
             if len(self._lines) > MAX_ENV_LINES:
                 raise AgiError(f"AGI environment longer than {MAX_ENV_LINES} lines")

@@ -68,13 +68,16 @@ class Message:
 
     def encode(self) -> bytes:
         """Wire form; values with CR/LF are refused (they would inject extra headers)."""
-        out = []
-        for k, v in self.pairs:
-            if any(c in k or c in v for c in "\r\n") or ":" in k:
-                raise ProtocolError(f"header {k!r} cannot be sent: it holds a line break")
-            out.append(f"{k}: {v}\r\n")
-        out.append("\r\n")
-        return "".join(out).encode()
+        text = "".join([f"{k}: {v}\r\n" for k, v in self.pairs])
+        # One scan of the whole message: a CR/LF inside a key or value, or a colon in a key,
+        # shows up as a line count or a key that differs from the pairs'.
+        lines = text.split("\r\n")
+        rest = text.replace("\r\n", "")
+        if len(lines) != len(self.pairs) + 1 or "\r" in rest or "\n" in rest or any(
+            line.partition(":")[0] != k for line, (k, _) in zip(lines, self.pairs, strict=False)
+        ):
+            raise ProtocolError("a header cannot be sent: it holds a line break or a bad key")
+        return (text + "\r\n").encode()
 
 
 class AmiParser:
