@@ -145,6 +145,46 @@ async def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if diffs else 0
 
 
+async def cmd_create_platform_key(settings: Settings, args: argparse.Namespace) -> int:
+    from admin_api.keys import create_platform_key
+    from charging_engine.ledger.migrations import migrate
+
+    if not Settings().database_url:  # a key in a throwaway private database is of no use
+        print("charging-engine: error: set DATABASE_URL to the deployment's database",
+              file=sys.stderr)
+        return 2
+    assert settings.database_url
+    await migrate(settings.database_url)
+    key_id, secret = await create_platform_key(settings.database_url, args.name)
+    print(f"platform key {key_id} created; its secret (shown once, store it now):\n{secret}")
+    return 0
+
+
+async def cmd_rerate(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from charging_engine.bootstrap import open_engine
+    from charging_engine.ledger.rerate import RerateError, rerate, tenant_currency_and_zone
+    from charging_engine.rating.deck import parse_deck
+    from charging_engine.rating.model import RatePlan
+
+    rates = tuple(parse_deck(await asyncio.to_thread(Path(args.plan_file).read_text)))
+    try:
+        since, until = (datetime.fromisoformat(v) for v in (args.since, args.until))
+        async with open_engine(settings) as engine:
+            currency, _ = await tenant_currency_and_zone(engine.pool, args.tenant)
+            summary = await rerate(
+                engine.store, engine.pool, engine.settlement, tenant=args.tenant,
+                plan=RatePlan(args.plan, currency, rates), since=since, until=until,
+                run_id=args.run_id,
+            )
+    except (RerateError, ValueError) as exc:
+        print(f"charging-engine: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 1 if summary.failed else 0
+
+
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from charging_engine.demo import run_demo
 
@@ -174,13 +214,22 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("rebuild-balances", help="rebuild every Redis balance from the ledger")
     sub.add_parser("reconcile", help="report accounts whose Redis balance differs from the ledger")
     sub.add_parser("demo", help="start everything on private servers and drive simulated PBX calls")
+    rr = sub.add_parser("rerate", help="re-rate a period with a corrected rate deck (CSV)")
+    rr.add_argument("--tenant", required=True)
+    rr.add_argument("--plan", required=True, help="id of the plan the calls were rated under")
+    rr.add_argument("--plan-file", required=True, help="the corrected rate deck CSV")
+    rr.add_argument("--since", required=True, help="ISO 8601 with offset, included")
+    rr.add_argument("--until", required=True, help="ISO 8601 with offset, excluded")
+    rr.add_argument("--run-id", required=True, help="names the run; re-running it is a no-op")
+    pk = sub.add_parser("create-platform-key", help="create an admin API platform key (shown once)")
+    pk.add_argument("--name", default="", help="a label for the key")
     return p
 
 
 COMMANDS: dict[str, Command] = {
     "serve": cmd_serve, "settle": cmd_settle, "migrate": cmd_migrate,
     "load-data": cmd_load_data, "rebuild-balances": cmd_rebuild, "reconcile": cmd_reconcile,
-    "demo": cmd_demo,
+    "demo": cmd_demo, "create-platform-key": cmd_create_platform_key, "rerate": cmd_rerate,
 }
 
 
