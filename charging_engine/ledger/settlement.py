@@ -90,8 +90,13 @@ JOIN ledger_entries e USING (tenant_id, account_id, seq)
 WHERE (e.stream_id, e.bucket) IS DISTINCT FROM (s.stream_id, s.bucket)
 ON CONFLICT DO NOTHING
 """
+# The column is recomputed from the ledger (the sum of the call's correction entries), so a
+# redelivered entry changes nothing and a CDR correction plus a re-rate both count.
 _APPLY_CORRECTIONS: Final = """
-UPDATE calls SET correction = $3, cdr_seconds = $4
+UPDATE calls SET
+    correction = (SELECT coalesce(sum(-amount), 0) FROM ledger_entries l
+                  WHERE l.tenant_id = $1 AND l.call_id = $2 AND l.kind = 'correction'),
+    cdr_seconds = coalesce($3, cdr_seconds)
 WHERE tenant_id = $1 AND call_id = $2
 """
 _UPSERT_CALLS: Final = f"""
@@ -267,7 +272,7 @@ class Settlement:
         """One transaction: ledger rows (duplicates ignored) and the CDRs of settled calls."""
         ledger: list[tuple[Any, ...]] = []
         calls: dict[tuple[str, str], tuple[Any, ...]] = {}  # last settlement of a call wins
-        corrections: list[tuple[str, str, int, int | None]] = []
+        corrections: list[tuple[str, str, int | None]] = []
         for item in items:
             e = item.entry
             if e is None:
@@ -276,9 +281,8 @@ class Settlement:
             if e.kind in SETTLE_KINDS and e.call_id:
                 calls[(e.tenant, e.call_id)] = _call_row(e)
             elif e.kind == "correction" and e.call_id:
-                corrections.append(
-                    (e.tenant, e.call_id, -e.amount, _int(e.extra.get("to_seconds")))
-                )
+                cdr = e.extra.get("to_seconds") if e.extra.get("source") == "cdr" else None
+                corrections.append((e.tenant, e.call_id, _int(cdr)))
         if not ledger:
             return
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():

@@ -137,4 +137,6 @@ async def correct(
 ) -> list[Any]:
     """A CDR correction of a settled call: ``delta`` more charged (negative refunds)."""
     return await fcall(redis, "ce_credit", tenant, account, f"correction:{call}", "correction",
-                       -delta, pack_extra({"to_seconds": to_seconds, "delta": delta}), call)
+                       -delta,
+                       pack_extra({"to_seconds": to_seconds, "delta": delta, "source": "cdr"}),
+                       call)

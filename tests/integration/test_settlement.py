@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from charging_engine.balance.entries import pack_extra
 from charging_engine.balance.keys import bucket_of, stream_key
 from charging_engine.ledger.settlement import TRANSIENT_ERRORS, Settlement, dead_letter_key
 
@@ -23,6 +24,7 @@ from .drive import (
     authorize,
     cdr,
     correct,
+    fcall,
     provision,
     settle,
     topup,
@@ -420,3 +422,12 @@ async def test_cdr_correction_lands_on_the_call_once(
     total = await pool.fetchval(
         "SELECT sum(amount) FROM ledger_entries WHERE account_id = '1001'")
     assert total == 5_000_000 - 400_000 - 150_000
+
+    # A later correction of the same call (a re-rate) adds to the first, it does not replace it.
+    rerate = await fcall(redis, "ce_credit", "acme", "1001", "correction:rerate-1:c1",
+                         "correction", 30_000, pack_extra({"source": "rerate"}), "c1")
+    assert rerate[0] == b"ok"
+    assert await s.drain_once() == 1
+    row = await pool.fetchrow(
+        "SELECT cost, correction, cdr_seconds FROM calls WHERE call_id = 'c1'")
+    assert dict(row) == {"cost": 400_000, "correction": 120_000, "cdr_seconds": 90}
