@@ -1,21 +1,67 @@
-"""``python -m benchmarks [lifecycle] [--seconds S]``: run benchmarks and print their ratios."""
+"""``python -m benchmarks [name ...]``: run benchmarks and print their side-by-side ratios.
+
+    python -m benchmarks                 # the microbenchmarks, one after the other
+    python -m benchmarks lifecycle       # engine vs redis-benchmark
+    python -m benchmarks load --users 50 --run-time 30s   # locust load test with a report
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-from benchmarks import lifecycle
+from benchmarks import lifecycle, rating, settlement, sql_debit
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks")
-    p.add_argument("which", nargs="?", default="lifecycle", choices=["lifecycle"])
-    p.add_argument("--seconds", type=float, default=5.0)
+def _lifecycle(a: argparse.Namespace) -> str:
+    return lifecycle.report(lifecycle.run(a.seconds, a.requests, a.rounds))
+
+
+def _sql_debit(a: argparse.Namespace) -> str:
+    return sql_debit.report(sql_debit.run(a.seconds, a.rounds))
+
+
+def _settlement(a: argparse.Namespace) -> str:
+    return settlement.report(settlement.run())
+
+
+def _rating(a: argparse.Namespace) -> str:
+    return rating.report(rating.run())
+
+
+MICRO: dict[str, Callable[[argparse.Namespace], str]] = {
+    "lifecycle": _lifecycle,
+    "sql-debit": _sql_debit,
+    "settlement": _settlement,
+    "rating": _rating,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["load"]:
+        from benchmarks import loadtest
+
+        return loadtest.main(argv[1:])
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("which", nargs="*", default=[],
+                   help=f"microbenchmarks to run: {', '.join(MICRO)} (default: all); "
+                   "`load` runs the load test")
+    p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--requests", type=int, default=200_000)
     p.add_argument("--rounds", type=int, default=3)
-    args = p.parse_args()
-    print(lifecycle.report(lifecycle.run(args.seconds, args.requests, args.rounds)))
+    args = p.parse_args(argv)
+    unknown = [w for w in args.which if w not in MICRO]
+    if unknown:
+        p.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(MICRO)}")
+    for name in args.which or list(MICRO):
+        print(MICRO[name](args), flush=True)
+        print()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -9,7 +9,6 @@ executemany, in transactions of the same batch size), as a row-at-a-time biller 
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import time
 from pathlib import Path
