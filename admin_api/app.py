@@ -1,18 +1,72 @@
-"""The admin API (issue 4): tenants, keys, accounts, rates, money operations, alerts."""
+"""The admin API (issue 4): tenants, keys, accounts, rates, money, calls, alerts, audit, ops.
+
+``create_admin_app(engine)`` builds the app on a running engine and registers its background
+work (alert feed, SSE hub, key expiry) with ``engine.background``, which ``charging-engine
+serve`` runs; pass ``background=False`` to run ``app.state.background.run(stop)`` yourself.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Final
+
 from fastapi import FastAPI
 
+from admin_api import audit, calls, keys_routes, tenants
+from admin_api.accounts import routes as accounts
+from admin_api.alerts import routes as alerts
+from admin_api.alerts.hub import AlertHub
+from admin_api.background import AdminBackground
+from admin_api.context import AdminContext
+from admin_api.guard import BodyGuard
+from admin_api.money import routes as money
+from admin_api.ops import health
+from admin_api.ops.metrics import Metrics, RequestTimer
+from admin_api.problems import install_admin, use_problem_media_type
+from admin_api.rates import deck, pricing
+from admin_api.rates import routes as rates
 from charging_engine.bootstrap import Engine
 
+API_VERSION: Final = "1.0.0"
+ROUTERS: Final = (
+    health.router, keys_routes.router, tenants.router, accounts.router, money.router,
+    rates.router, deck.router, pricing.router, calls.router, alerts.router, audit.router,
+)
 
-def create_admin_app(engine: Engine) -> FastAPI:
-    app = FastAPI(title="Charging engine admin API", version="0.1.0")
-    app.state.engine = engine
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+class AdminAPI(FastAPI):
+    """FastAPI whose OpenAPI lists error bodies under ``application/problem+json``."""
 
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            use_problem_media_type(schema)
+        return self.openapi_schema or {}
+
+
+def create_admin_app(engine: Engine, *, background: bool = True) -> FastAPI:
+    assert engine.settings.database_url, "the admin API needs DATABASE_URL"
+    metrics = Metrics()
+    ctx = AdminContext(engine, metrics, AlertHub(engine.pool, engine.settings.database_url))
+    app = AdminAPI(
+        title="Charging engine admin API",
+        version=API_VERSION,
+        description=(
+            "Tenants, API keys and roles, accounts, rate plans and CSV decks, prepaid money"
+            " operations, call records, live alerts, audit log. Authenticate with"
+            " `Authorization: Bearer <key>` (or `X-API-Key`); the key's tenant bounds what it"
+            " sees: another tenant's ids answer 404. Amounts are decimal strings. Errors are"
+            " RFC 9457 `application/problem+json` with a machine-readable `reason`."
+        ),
+        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+    )
+    app.state.admin = ctx
+    app.state.background = AdminBackground(ctx)
+    if background:
+        engine.background.append(app.state.background.run)
+    metrics.observe_authorizations(engine.service)
+    install_admin(app)
+    app.add_middleware(BodyGuard)
+    app.add_middleware(RequestTimer, metrics=metrics)
+    for router in ROUTERS:
+        app.include_router(router)
     return app

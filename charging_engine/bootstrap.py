@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -34,6 +34,11 @@ class Engine:
     service: ChargingService
     settlement: Settlement
     sweeper: Sweeper
+    # More loops for run_background, added by listeners mounted on the engine (the admin API's
+    # alert feed); each runs until the event is set.
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(
+        default_factory=list
+    )
 
     async def refresh_catalog(self, force: bool = False) -> bool:
         """Swap in a new catalogue when Postgres says it changed."""
@@ -59,6 +64,8 @@ class Engine:
             tg.create_task(self.settlement.run(stop))
             tg.create_task(self.sweeper.run(stop, self.settings.sweep_interval_s))
             tg.create_task(self._refresh_loop(stop))
+            for job in self.background:
+                tg.create_task(job(stop))
 
 
 @asynccontextmanager

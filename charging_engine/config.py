@@ -9,7 +9,7 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from charging_engine.sessions.service import ExpiryPolicy, SessionPolicy
@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     realtime_host: str = "127.0.0.1"
     realtime_port: int = Field(8080, ge=0, le=65535)
     admin_host: str = "127.0.0.1"
-    admin_port: int | None = Field(None, ge=0, le=65535, description="None: no admin API")
+    admin_port: int | None = Field(
+        8081, ge=0, le=65535, description='CE_ADMIN_PORT=off (or ""): no admin API'
+    )
     asterisk_config: Path | None = Field(
         None, description="TOML file of Asterisk PBXs (AMI/FastAGI); None: no connector"
     )
@@ -50,6 +52,14 @@ class Settings(BaseSettings):
     reclaim_idle_ms: int = Field(30_000, ge=100)
     consumer_name: str = Field(default_factory=_consumer)
     pg_pool_size: int = Field(8, ge=1)
+
+    @field_validator("admin_port", mode="before")
+    @classmethod
+    def _admin_off(cls, value: object) -> object:
+        """``off``, ``none`` or empty: no admin API."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
 
     def session_policy(self) -> SessionPolicy:
         return SessionPolicy(

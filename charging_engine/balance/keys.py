@@ -10,6 +10,7 @@ count is fixed when a deployment is created: changing it moves every account.
     {b:N}:i:<tenant>:<account>:<key>    string idempotency record (with TTL)
     {b:N}:exp                           zset   "<tenant> <account> <call>" by reservation expiry
     {b:N}:ledger                        stream one entry per mutation, read by settlement
+    {b:N}:alerts                        stream low-balance/exhausted/status alerts (admin API)
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def stream_key(bucket: int) -> str:
 
 def expiry_key(bucket: int) -> str:
     return f"{bucket_tag(bucket)}:exp"
+
+
+def alerts_key(bucket: int) -> str:
+    """Balance alerts the charging functions append beside the ledger stream (same hash tag)."""
+    return f"{bucket_tag(bucket)}:alerts"
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,13 +170,25 @@ class BalanceStore:
 
     async def provision(
         self, tenant: str, account: str, *, currency: str, credit_limit: int, status: str,
-        now_ms: int,
+        now_ms: int, idem_key: str | None = None,
     ) -> int:
+        """Create or update; ``idem_key`` names the change (default: the millisecond, so two
+        different changes within one millisecond need their own keys)."""
         r = await self._call(
-            "ce_provision", tenant, account, f"provision:{now_ms}", now_ms,
+            "ce_provision", tenant, account, f"provision:{idem_key or now_ms}", now_ms,
             currency, credit_limit, status, pack_extra({}),
         )
         return int(r[1])
+
+    async def set_thresholds(
+        self, tenant: str, account: str, *, thresholds: list[int], hysteresis: int, now_ms: int
+    ) -> tuple[str, int]:
+        """Low-balance alert lines of an account -> (ok|unchanged|unknown_account, fired)."""
+        r = await self._call(
+            "ce_thresholds", tenant, account, "thresholds", now_ms,
+            ",".join(str(t) for t in thresholds), hysteresis,
+        )
+        return _s(r[0]), int(r[1])
 
     async def state(self, tenant: str, account: str) -> AccountState | None:
         key = self.keys(tenant, account).account_key

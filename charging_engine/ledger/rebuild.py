@@ -35,7 +35,8 @@ SETTLE_KINDS: Final = ("commit", "release", "expire")  # remembered as "<cost> <
 CREDIT_KINDS: Final = ("topup", "adjust", "withdraw")  # remembered as "<balance>"
 
 _BALANCES_SQL: Final = """
-SELECT a.tenant_id, a.account_id, a.currency, a.credit_limit, a.status,
+SELECT a.tenant_id, a.account_id, a.currency, a.credit_limit - a.min_balance AS credit_limit,
+       a.status,
        coalesce(s.total, 0)::bigint AS balance, coalesce(s.max_seq, 0) AS seq,
        coalesce(s.n, 0) AS n
 FROM accounts a

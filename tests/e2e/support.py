@@ -71,7 +71,7 @@ class EngineProcess:
         self.log = log
         self.env = {
             **os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
-            "CE_REALTIME_PORT": str(self.port), **env,
+            "CE_REALTIME_PORT": str(self.port), "CE_ADMIN_PORT": str(free_port()), **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -35,6 +35,61 @@ local function account_state(KEYS)
   return {balance = num(f[1]), credit = num(f[2]), reserved = num(f[3]), status = f[4]}
 end
 
+--[[
+Alerts (admin API, issue 4). A balance move that crosses a line appends one entry to the
+bucket's alerts stream "{b:N}:alerts" (same hash tag as KEYS[5], derived from it), in the same
+atomic call as the move, so no crossing is missed or reported twice. The watched quantity is the
+*balance* (settled money, what the customer has paid in minus what was charged), not
+"available": reservations come and go with every authorization and would make alerts flap.
+Account hash fields (absent = defaults):
+  lbt  low-balance thresholds, comma-separated micros ("" or absent: none)
+  lbh  hysteresis (micros): a fired threshold re-arms once balance >= threshold + lbh
+  lba  one armed flag per threshold ('1' armed, '0' fired); absent = all armed
+  exa  '0' once "exhausted" fired (balance + credit <= 0); re-armed when it rises above lbh
+Entry fields: t a k(low_balance|exhausted|status_changed) s(seq) bal thr ts from to.
+]]
+local ALERTS_MAXLEN = 100000  -- bounded even when no consumer runs (admin API off)
+
+local function alerts_key(KEYS) return string.sub(KEYS[5], 1, -7) .. 'alerts' end
+
+local function alert(KEYS, ARGV, kind, seq, bal, thr, from, to)
+  redis.call('XADD', alerts_key(KEYS), 'MAXLEN', '~', ALERTS_MAXLEN, '*',
+    't', ARGV[1], 'a', ARGV[2], 'k', kind, 's', seq, 'bal', bal, 'thr', thr or '',
+    'ts', ARGV[3], 'from', from or '', 'to', to or '')
+end
+
+-- After a balance move of `delta` to `bal`: fire crossed lines, re-arm recovered ones.
+-- A line fires only on a downward move, so an idle account already below fires nothing.
+local function watch(KEYS, ARGV, seq, bal, delta)
+  local f = redis.call('HMGET', KEYS[1], 'credit', 'lbt', 'lbh', 'lba', 'exa')
+  local hys = num(f[3])
+  local funds = bal + num(f[1])
+  if f[5] == '0' then
+    if funds > hys then redis.call('HDEL', KEYS[1], 'exa') end
+  elseif funds <= 0 and delta < 0 then
+    alert(KEYS, ARGV, 'exhausted', seq, bal, '0')
+    redis.call('HSET', KEYS[1], 'exa', '0')
+  end
+  if not f[2] or f[2] == '' then return end
+  local armed, out, i, changed = f[4] or '', {}, 0, false
+  for thr in string.gmatch(f[2], '[^,]+') do
+    i = i + 1
+    local t, a = tonumber(thr), string.sub(armed, i, i)
+    local now = a
+    if a == '0' then
+      if bal >= t + hys then now = '1' end
+    elseif bal < t and delta < 0 then
+      alert(KEYS, ARGV, 'low_balance', seq, bal, thr)
+      now = '0'
+    else
+      now = '1'
+    end
+    if now ~= a then changed = true end
+    out[i] = now
+  end
+  if changed then redis.call('HSET', KEYS[1], 'lba', table.concat(out)) end
+end
+
 -- authorize: ARGV[5] call, [6] cap, [7] minimum, [8] expires ms, [9] session blob, [10] extra
 -- KEYS[6] is the call's end record: a call that already ended cannot be authorized again.
 -- -> {status, reserved, available after, repeated}; a repeated authorize returns the existing
@@ -125,7 +180,8 @@ local function settle(KEYS, ARGV)
   else
     bal = num(redis.call('HGET', KEYS[1], 'balance'))
   end
-  append(KEYS, ARGV, kind, -cost, -held, call, idem_name(KEYS), ARGV[9])
+  local seq = append(KEYS, ARGV, kind, -cost, -held, call, idem_name(KEYS), ARGV[9])
+  watch(KEYS, ARGV, seq, bal, -cost)
   remember(KEYS, ARGV, string.format('%d %d %d ', cost, bal, tonumber(ARGV[10]) or 0)
     .. (ARGV[11] or ''))
   return {'ok', cost, bal, held}
@@ -146,7 +202,8 @@ local function credit(KEYS, ARGV)
   local avail = a.balance + a.credit - a.reserved
   if kind == 'withdraw' and avail < -amount then return {'insufficient_funds', a.balance, avail} end
   local bal = redis.call('HINCRBY', KEYS[1], 'balance', amount)
-  append(KEYS, ARGV, kind, amount, 0, ARGV[8] or '', idem_name(KEYS), ARGV[7])
+  local seq = append(KEYS, ARGV, kind, amount, 0, ARGV[8] or '', idem_name(KEYS), ARGV[7])
+  watch(KEYS, ARGV, seq, bal, amount)
   remember(KEYS, ARGV, string.format('%d', bal))
   return {'ok', bal, avail + amount}
 end
@@ -157,11 +214,16 @@ end
 local function provision(KEYS, ARGV)
   local done = redis.call('GET', KEYS[6])
   if done then return {'duplicate', tonumber(done)} end
+  local before = redis.call('HGET', KEYS[1], 'status')
   if redis.call('EXISTS', KEYS[1]) == 0 then
     redis.call('HSET', KEYS[1], 'balance', 0, 'reserved', 0, 'seq', 0)
   end
   redis.call('HSET', KEYS[1], 'currency', ARGV[5], 'credit', ARGV[6], 'status', ARGV[7])
   local seq = append(KEYS, ARGV, 'provision', 0, 0, '', idem_name(KEYS), ARGV[8])
+  if before and before ~= ARGV[7] then
+    alert(KEYS, ARGV, 'status_changed', seq, redis.call('HGET', KEYS[1], 'balance'), '',
+      before, ARGV[7])
+  end
   remember(KEYS, ARGV, string.format('%d', seq))
   return {'ok', seq}
 end
@@ -178,6 +240,30 @@ local function restore(KEYS, ARGV)
   return {'ok', reserved}
 end
 
+-- thresholds: ARGV[5] low-balance thresholds (comma-separated micros, "" for none),
+-- [6] hysteresis (micros >= 0). Setting the same values again keeps the armed state; new
+-- values re-arm every line and fire at once those the balance is already below (an operator
+-- raising a threshold above the balance hears about it). No ledger entry: no money moves.
+-- -> {status, alerts fired}
+local function thresholds(KEYS, ARGV)
+  local f = redis.call('HMGET', KEYS[1], 'balance', 'lbt', 'lbh', 'seq')
+  if not f[1] then return {'unknown_account', 0} end
+  if (f[2] or '') == ARGV[5] and num(f[3]) == num(ARGV[6]) then return {'unchanged', 0} end
+  redis.call('HSET', KEYS[1], 'lbt', ARGV[5], 'lbh', ARGV[6])
+  local bal, out, fired = num(f[1]), {}, 0
+  for thr in string.gmatch(ARGV[5], '[^,]+') do
+    if bal < tonumber(thr) then
+      alert(KEYS, ARGV, 'low_balance', num(f[4]), bal, thr)
+      fired = fired + 1
+      out[#out + 1] = '0'
+    else
+      out[#out + 1] = '1'
+    end
+  end
+  redis.call('HSET', KEYS[1], 'lba', table.concat(out))
+  return {'ok', fired}
+end
+
 redis.register_function('ce_authorize', authorize)
 redis.register_function('ce_answer', answer)
 redis.register_function('ce_extend', extend)
@@ -185,3 +271,4 @@ redis.register_function('ce_settle', settle)
 redis.register_function('ce_credit', credit)
 redis.register_function('ce_provision', provision)
 redis.register_function('ce_restore', restore)
+redis.register_function('ce_thresholds', thresholds)

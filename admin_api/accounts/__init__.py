@@ -1,0 +1,1 @@
+"""Accounts: records in Postgres, balances in Redis, kept in step by ``service``."""

@@ -1,0 +1,1 @@
+"""Prepaid money operations (top-up, withdrawal, adjustment) and the ledger history."""
