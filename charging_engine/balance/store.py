@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,10 +173,11 @@ class BalanceStore:
         self, tenant: str, account: str, *, currency: str, credit_limit: int, status: str,
         now_ms: int, idem_key: str | None = None,
     ) -> int:
-        """Create or update; ``idem_key`` names the change (default: the millisecond, so two
-        different changes within one millisecond need their own keys)."""
+        """Create or update; ``idem_key`` names the change so a retry of it is a no-op (without
+        one, every call is a new change)."""
+        key = idem_key or uuid.uuid4().hex
         r = await self._call(
-            "ce_provision", tenant, account, f"provision:{idem_key or now_ms}", now_ms,
+            "ce_provision", tenant, account, f"provision:{key}", now_ms,
             currency, credit_limit, status, pack_extra({}),
         )
         return int(r[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -146,7 +147,7 @@ async def _restore_idempotency(
 async def provision_account(redis: Redis, buckets: int, account: Account, now_ms: int) -> None:
     """Create the account in Redis (balance 0) or update its credit limit and status."""
     keys = AccountKeys.of(account.tenant_id, account.account_id, buckets).keys(
-        f"provision:{now_ms}"
+        f"provision:{uuid.uuid4().hex}"  # each provisioning is a change of its own
     )
     await _fcall_all(redis, [(
         "ce_provision", 6, *keys, account.tenant_id, account.account_id, now_ms, IDEM_TTL_S,
