@@ -18,8 +18,9 @@ from pbx_connectors.asterisk.agi_protocol import AgiEnvParser
 from pbx_connectors.asterisk.ami_protocol import AmiParser, Message, parse_all
 
 T = TypeVar("T")
-TRANSCRIPTS = (Path(__file__).resolve().parents[3] / "shared" / "field-notes"
-               / "asterisk-transcripts")
+# Verbatim copies of ../shared/field-notes/asterisk-transcripts, kept in the repository so the
+# tests run from any checkout.
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-transcripts"
 _ids = itertools.count(1)
 
 

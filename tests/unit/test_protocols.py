@@ -25,7 +25,7 @@ from pbx_connectors.asterisk.ami_protocol import (
     parse_all,
 )
 
-TRANSCRIPTS = Path(__file__).resolve().parents[3] / "shared/field-notes/asterisk-transcripts"
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-transcripts"
 keys = st.text(st.characters(min_codepoint=65, max_codepoint=122, categories=["L"]),
                min_size=1, max_size=20)
 values = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]),
