@@ -285,25 +285,43 @@ class Settlement:
                 corrections.append((e.tenant, e.call_id, _int(cdr)))
         if not ledger:
             return
+        call_rows = list(calls.values())
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            await conn.execute(_CREATE_STAGING)
-            await conn.copy_records_to_table(
-                "settle_ledger", records=ledger, columns=LEDGER_COLUMNS
-            )
-            status = await conn.execute(_INSERT_LEDGER)
-            if (conflicts := int(status.rsplit(" ", 1)[-1])) > 0:
-                log.error(
-                    "%d ledger entries reuse a (tenant, account, seq) already settled from"
-                    " another stream entry; kept in ledger_conflicts (Redis lost data?)",
-                    conflicts,
-                )
-            if calls:
-                await conn.copy_records_to_table(
-                    "settle_calls", records=list(calls.values()), columns=CALL_COLUMNS
-                )
-                await conn.execute(_UPSERT_CALLS)
+            try:
+                # The usual batch holds only new entries: COPY straight into the tables.
+                async with conn.transaction():  # a savepoint
+                    await conn.copy_records_to_table(
+                        "ledger_entries", records=ledger, columns=LEDGER_COLUMNS
+                    )
+                    if call_rows:
+                        await conn.copy_records_to_table(
+                            "calls", records=call_rows, columns=CALL_COLUMNS
+                        )
+            except asyncpg.UniqueViolationError:
+                # A redelivery (after a crash or a reclaim): the staging path skips what is
+                # already settled and keeps conflicting reuses of a seq aside.
+                await self._write_redelivered(conn, ledger, call_rows)
             if corrections:
                 await conn.executemany(_APPLY_CORRECTIONS, corrections)
+
+    @staticmethod
+    async def _write_redelivered(
+        conn: Any, ledger: list[tuple[Any, ...]], call_rows: list[tuple[Any, ...]]
+    ) -> None:
+        await conn.execute(_CREATE_STAGING)
+        await conn.copy_records_to_table("settle_ledger", records=ledger, columns=LEDGER_COLUMNS)
+        status = await conn.execute(_INSERT_LEDGER)
+        if (conflicts := int(status.rsplit(" ", 1)[-1])) > 0:
+            log.error(
+                "%d ledger entries reuse a (tenant, account, seq) already settled from"
+                " another stream entry; kept in ledger_conflicts (Redis lost data?)",
+                conflicts,
+            )
+        if call_rows:
+            await conn.copy_records_to_table(
+                "settle_calls", records=call_rows, columns=CALL_COLUMNS
+            )
+            await conn.execute(_UPSERT_CALLS)
 
     async def _ack(self, items: Sequence[_Item]) -> None:
         """Delete, then ack: a crash in between leaves a pending id with no entry, which the
