@@ -97,9 +97,10 @@ async def both_paths(redis_url: str, dsn_copy: str, dsn_rows: str, n: int) -> tu
     redis = aioredis.Redis.from_url(redis_url)
     pools = [await asyncpg.create_pool(d, min_size=1, max_size=2) for d in (dsn_copy, dsn_rows)]
     try:
-        copy = await drain_all(Settlement(redis, pools[0], BUCKETS, "copy", BATCH), redis, n)
-        rows = await drain_all(RowByRowSettlement(redis, pools[1], BUCKETS, "rows", BATCH),
-                               redis, n)
+        copy_worker = Settlement(redis, pools[0], BUCKETS, "copy", batch_size=BATCH)
+        row_worker = RowByRowSettlement(redis, pools[1], BUCKETS, "rows", batch_size=BATCH)
+        copy = await drain_all(copy_worker, redis, n)
+        rows = await drain_all(row_worker, redis, n)
         return copy, rows
     finally:
         for p in pools:
