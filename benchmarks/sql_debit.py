@@ -16,10 +16,8 @@ import time
 from pathlib import Path
 
 import asyncpg
-import redis as sync_redis
 
 from benchmarks.lifecycle import ACCOUNTS, engine_peak
-from charging_engine.balance.functions import library_source
 from charging_engine.devservers import PostgresServer, RedisServer, ensure_binaries
 
 SCHEMA = """
@@ -89,9 +87,6 @@ def run(seconds: float = 4.0, rounds: int = 3, workers: int = 200) -> tuple[floa
         rs.start()
         pg.start()
         try:
-            client = sync_redis.Redis.from_url(rs.url)
-            client.execute_command("FUNCTION", "LOAD", "REPLACE", library_source())
-            client.close()
             dsn = pg.create_database("sqldebit")
             uvloop.run(prepare_sql(dsn))
             for n in range(rounds):

@@ -91,7 +91,7 @@ class PbxUser(FastHttpUser):
         self._call(f"acc{random.randrange(ACCOUNTS)}", "+999555123")
 
 
-@events.quitting.add_listener
+@events.quitting.add_listener  # type: ignore[untyped-decorator]
 def stats_gate(environment: Environment, **_: Any) -> None:
     """Fail the run (exit code 1) when p99 or the failure ratio break their thresholds."""
     total = environment.stats.total
