@@ -9,6 +9,7 @@ The parser has hard limits so a hostile or broken peer cannot make it grow witho
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -84,12 +85,16 @@ class AmiParser:
     """Incremental parser: ``feed(data)`` then iterate ``messages()``.
 
     ``expect_banner`` is true for a client (the server speaks first with its banner line).
+    Complete lines are split off the buffer a whole chunk at a time (one C-level split instead
+    of a search, copy and delete per line); lines not yet turned into messages stay queued if
+    the caller stops iterating.
     """
 
-    __slots__ = ("_banner_pending", "_buf", "_current", "banner")
+    __slots__ = ("_banner_pending", "_buf", "_current", "_lines", "banner")
 
     def __init__(self, expect_banner: bool = True) -> None:
         self._buf = bytearray()
+        self._lines: deque[bytes] = deque()
         self._current: list[tuple[str, str]] = []
         self._banner_pending = expect_banner
         self.banner: str | None = None
@@ -98,16 +103,20 @@ class AmiParser:
         self._buf += data
 
     def messages(self) -> Iterator[Message]:
+        lines = self._lines
         while True:
-            nl = self._buf.find(b"\n")
-            if nl == -1:
-                if len(self._buf) > MAX_LINE:
-                    raise ProtocolError(f"line longer than {MAX_LINE} bytes")
-                return
-            if nl > MAX_LINE:
+            if not lines:
+                last = self._buf.rfind(b"\n")
+                if last == -1:
+                    if len(self._buf) > MAX_LINE:
+                        raise ProtocolError(f"line longer than {MAX_LINE} bytes")
+                    return
+                lines.extend(bytes(self._buf[:last]).split(b"\n"))
+                del self._buf[: last + 1]
+            raw = lines.popleft()
+            if len(raw) > MAX_LINE:
                 raise ProtocolError(f"line longer than {MAX_LINE} bytes")
-            line = bytes(self._buf[:nl]).rstrip(b"\r").decode("utf-8", "replace")
-            del self._buf[: nl + 1]
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
             if self._banner_pending:
                 self._banner_pending = False
                 self.banner = line
