@@ -2,6 +2,7 @@
 
     python -m benchmarks                 # the microbenchmarks, one after the other
     python -m benchmarks lifecycle       # engine vs redis-benchmark
+    python -m benchmarks asterisk        # AMI events/s, FastAGI authorizations/s and latency
     python -m benchmarks load --users 50 --run-time 30s   # locust load test with a report
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from benchmarks import lifecycle, rating, settlement, sql_debit
+from benchmarks import asterisk, lifecycle, rating, settlement, sql_debit
 
 
 def _lifecycle(a: argparse.Namespace) -> str:
@@ -29,11 +30,16 @@ def _rating(a: argparse.Namespace) -> str:
     return rating.report(rating.run())
 
 
+def _asterisk(a: argparse.Namespace) -> str:
+    return asterisk.report(asterisk.run(a.seconds, a.rounds))
+
+
 MICRO: dict[str, Callable[[argparse.Namespace], str]] = {
     "lifecycle": _lifecycle,
     "sql-debit": _sql_debit,
     "settlement": _settlement,
     "rating": _rating,
+    "asterisk": _asterisk,
 }
 
 

@@ -85,11 +85,14 @@ class Inbox:
     def __init__(self) -> None:
         self._items: deque[InboxItem] = deque()
         self._ready = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
         self._paused: asyncio.Transport | None = None
 
     def put(self, item: InboxItem, transport: asyncio.Transport | None = None) -> None:
         self._items.append(item)
         self._ready.set()
+        self._empty.clear()
         if transport is not None and len(self._items) > INBOX_HIGH and self._paused is None:
             transport.pause_reading()
             self._paused = transport
@@ -99,6 +102,8 @@ class Inbox:
             self._ready.clear()
             await self._ready.wait()
         item = self._items.popleft()
+        if not self._items:
+            self._empty.set()
         if self._paused is not None and len(self._items) < INBOX_LOW:
             with contextlib.suppress(RuntimeError):
                 self._paused.resume_reading()
@@ -107,6 +112,10 @@ class Inbox:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    async def drained(self) -> None:
+        """Until every item put so far has been taken."""
+        await self._empty.wait()
 
 
 def _to_panoramisk(msg: Message) -> PMessage:

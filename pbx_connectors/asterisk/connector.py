@@ -31,7 +31,9 @@ from pbx_connectors.asterisk.tracker import Leg, Tracker
 
 log = logging.getLogger("pbx_connectors.asterisk")
 
-DRAIN_ON_STOP_S = 10.0
+DRAIN_ON_STOP_S = 10.0  # engine commands still running at stop get this long to finish
+STOP_APPLY_S = 5.0  # events received before stop get this long to be applied
+FAR_FUTURE_MS = 2**62
 
 
 class PbxConnector:
@@ -88,14 +90,22 @@ class PbxConnector:
         self.ready.set()
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.ami.run(stop))
+                ami = tg.create_task(self.ami.run(stop))
                 tg.create_task(self.enforcer.run(stop))
                 consumer = tg.create_task(self._consume())
                 timers = tg.create_task(self._timers())
                 periodic = tg.create_task(self._reconcile_periodically())
                 await stop.wait()
-                for t in (consumer, timers, periodic):
-                    t.cancel()
+                periodic.cancel()
+                await ami  # closed: nothing more arrives; apply what did (hangups to charge)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STOP_APPLY_S):
+                        await self.ami.inbox.drained()
+                consumer.cancel()
+                timers.cancel()
+            # Cdrs already gathered reconcile now rather than be forgotten with this process.
+            for cmd in self.tracker.due(FAR_FUTURE_MS):
+                self.executor.submit(cmd)
         finally:
             for task in list(self._background):
                 task.cancel()
