@@ -40,6 +40,7 @@ from charging_engine.sessions.service import ChargingService
 from pbx_connectors.asterisk.accounts import AccountMapper
 from pbx_connectors.asterisk.ami_protocol import AmiParser, Message, parse_all
 from pbx_connectors.asterisk.authorization import Authorizer
+from pbx_connectors.asterisk.commands import Leg
 from pbx_connectors.asterisk.config import (
     AccountsConfig,
     AmiConfig,
@@ -50,7 +51,7 @@ from pbx_connectors.asterisk.config import (
 from pbx_connectors.asterisk.connector import PbxConnector
 from pbx_connectors.asterisk.events import timestamp_us
 from pbx_connectors.asterisk.fastagi import FastAgiServer
-from pbx_connectors.asterisk.tracker import Leg, Tracker
+from pbx_connectors.asterisk.tracker import Tracker
 
 TENANT = "bench"
 ACCOUNTS = 64
@@ -77,9 +78,9 @@ class Figures:
 
 # --- AMI traffic ----------------------------------------------------------------------------
 
-def render(batches: int) -> tuple[bytes, list[Leg], int]:
-    """The transcript's events ``batches`` times over, ids prefixed per batch, timestamps moved
-    to now (the engine refuses answer times far from its clock)."""
+def render(batches: int, tag: str = "") -> tuple[bytes, list[Leg], int]:
+    """The transcript's events ``batches`` times over, ids prefixed per batch (and ``tag``),
+    timestamps moved to now (the engine refuses answer times far from its clock)."""
     lines = TRANSCRIPT.read_text().splitlines()
     kept = [ln for ln in lines if not ln.startswith((">>>", "Asterisk Call Manager/"))]
     base = [m for m in parse_all("\r\n".join(kept).encode() + b"\r\n\r\n") if m.event]
@@ -93,7 +94,7 @@ def render(batches: int) -> tuple[bytes, list[Leg], int]:
             for key, value in m.pairs:
                 lk = key.lower()
                 if lk.endswith(("uniqueid", "linkedid")) and value:
-                    value = f"b{k}-{value}"
+                    value = f"{tag}b{k}-{value}"
                 elif lk == "timestamp":
                     us = int(value.replace(".", "")) + shift
                     value = f"{us // 1_000_000}.{us % 1_000_000:06d}"
@@ -101,8 +102,8 @@ def render(batches: int) -> tuple[bytes, list[Leg], int]:
             chunks.append(out.encode())
             if m.event == "Newchannel" and "@outbound" in (m.get("Channel") or "") \
                     and (m.get("Channel") or "").endswith(";2"):
-                legs.append(Leg(f"b{k}-{m['Uniqueid']}", TENANT, f"a{len(legs) % ACCOUNTS}",
-                                m["Channel"], f"b{k}-{m['Linkedid']}"))
+                legs.append(Leg(f"{tag}b{k}-{m['Uniqueid']}", TENANT, f"a{len(legs) % ACCOUNTS}",
+                                m["Channel"], f"{tag}b{k}-{m['Linkedid']}"))
     return b"".join(chunks), legs, len(base) * batches
 
 
@@ -156,8 +157,8 @@ async def _fake_asterisk(data: bytes, go: asyncio.Event) -> asyncio.Server:
     return await asyncio.start_server(session, "127.0.0.1", 0)
 
 
-async def tcp_ami(url: str, batches: int) -> tuple[float, float]:
-    data, legs, n = render(batches)
+async def tcp_ami(url: str, batches: int, tag: str) -> tuple[float, float]:
+    data, legs, n = render(batches, tag)
     svc, client = await setup(url)
     go = asyncio.Event()
     server = await _fake_asterisk(data, go)
@@ -343,15 +344,18 @@ def percentile(values: list[float], p: float) -> float:
 # --- run and report ----------------------------------------------------------------------------
 
 def run(seconds: float = 4.0, rounds: int = 3, batches: int = 400) -> Figures:
+    import logging
+
     import uvloop
 
+    logging.getLogger("pbx_connectors").setLevel(logging.ERROR)  # reconnects of the fake PBX
     redis_bin, _ = ensure_binaries()
     pure = [pure_ami(batches) for _ in range(rounds)]
     with tempfile.TemporaryDirectory(prefix="ce-bench-ast-") as tmp:
         server = RedisServer(Path(tmp), redis_server=redis_bin)
         server.start()
         try:
-            tcp = [uvloop.run(tcp_ami(server.url, batches)) for _ in range(rounds)]
+            tcp = [uvloop.run(tcp_ami(server.url, batches, f"r{r}")) for r in range(rounds)]
             peaks, engine = [], []
             for r in range(rounds):  # alternate the two sides: same noise for both
                 peaks.append(uvloop.run(_fastagi(server.url, "closed", 50, seconds, f"p{r}")))

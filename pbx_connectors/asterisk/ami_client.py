@@ -165,7 +165,8 @@ class _Protocol(asyncio.Protocol):
             self.abort(str(exc))
 
     def _route(self, msg: Message) -> None:
-        aid = msg.get("ActionID")
+        # Most of the time no action is pending: events go straight to the inbox.
+        aid = msg.get("ActionID") if self.pending else None
         entry = self.pending.get(aid) if aid is not None else None
         if entry is not None:
             action, tag = entry

@@ -26,8 +26,8 @@ from charging_engine.sessions.model import Decision, InvalidRequest, NotFound
 from charging_engine.sessions.service import ChargingService
 from pbx_connectors.asterisk.accounts import AccountMapper
 from pbx_connectors.asterisk.agi_protocol import arguments
+from pbx_connectors.asterisk.commands import Leg
 from pbx_connectors.asterisk.config import FastAgiConfig
-from pbx_connectors.asterisk.tracker import Leg
 
 log = logging.getLogger("pbx_connectors.asterisk.agi")
 

@@ -1,7 +1,10 @@
 """One Asterisk server, wired: FastAGI server + AMI client -> tracker -> engine, enforcer, recovery.
 
-The tracker is only touched from this module's single event consumer and from FastAGI
-registrations (both on the event loop, never across an await), so its state needs no lock.
+Events are applied by one consumer in wire order (panoramisk schedules coroutine callbacks
+without awaiting them, so their order is not guaranteed and their errors are only logged); the
+engine work they cause runs in the executor, ordered per call. The tracker is touched only by
+that consumer and by FastAGI registrations (both on the event loop, never across an await), so
+its state needs no lock. On stop, events already received are applied before the process ends.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from pbx_connectors.asterisk.ami_client import (
 )
 from pbx_connectors.asterisk.ami_protocol import Message
 from pbx_connectors.asterisk.authorization import Authorizer
+from pbx_connectors.asterisk.commands import Leg
 from pbx_connectors.asterisk.config import PbxConfig
 from pbx_connectors.asterisk.enforcer import Enforcer
 from pbx_connectors.asterisk.executor import CommandExecutor, wall_ms
 from pbx_connectors.asterisk.fastagi import FastAgiServer
 from pbx_connectors.asterisk.recovery import Recovery, SnapshotTag
-from pbx_connectors.asterisk.tracker import Leg, Tracker
+from pbx_connectors.asterisk.tracker import Tracker
 
 log = logging.getLogger("pbx_connectors.asterisk")
 

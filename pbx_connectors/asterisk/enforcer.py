@@ -28,8 +28,8 @@ from charging_engine.sessions.model import NotFound
 from charging_engine.sessions.service import ChargingService
 from pbx_connectors.asterisk.ami_client import AmiDisconnected, AmiRejected
 from pbx_connectors.asterisk.ami_protocol import Message
+from pbx_connectors.asterisk.commands import Leg
 from pbx_connectors.asterisk.config import ChargingConfig
-from pbx_connectors.asterisk.tracker import Leg
 
 log = logging.getLogger("pbx_connectors.asterisk.enforcer")
 

@@ -19,9 +19,7 @@ from typing import TypeVar
 
 from charging_engine.sessions.model import InvalidRequest, NotFound, Reason
 from charging_engine.sessions.service import ChargingService
-from pbx_connectors.asterisk.config import ChargingConfig
-from pbx_connectors.asterisk.enforcer import MAX_ANSWER_LAG_S, Enforcer
-from pbx_connectors.asterisk.tracker import (
+from pbx_connectors.asterisk.commands import (
     Answer,
     Command,
     End,
@@ -32,6 +30,8 @@ from pbx_connectors.asterisk.tracker import (
     Release,
     SettleFromCdr,
 )
+from pbx_connectors.asterisk.config import ChargingConfig
+from pbx_connectors.asterisk.enforcer import MAX_ANSWER_LAG_S, Enforcer
 
 log = logging.getLogger("pbx_connectors.asterisk.charging")
 T = TypeVar("T")

@@ -1,8 +1,9 @@
 """Reconciling tracked calls with the PBX's live channels, on every (re)connect and periodically.
 
-AMI replays nothing after a gap, so on login (and every ``reconcile_interval_s``) we ask
-``CoreShowChannels``. Its answer is delivered through the event inbox at its wire position, so
-every event sent before it has been applied first. Then:
+AMI replays nothing after a gap (and our client, unlike panoramisk, replays no action either),
+so on login (and every ``reconcile_interval_s``) we ask ``CoreShowChannels``. Its answer is
+delivered through the event inbox at its wire position, so every event sent before it has been
+applied first. Then:
 
 * tracked calls missing from the list ended in the gap: they settle from their Cdr when it
   arrives, else by the reservation TTL (tracker ``Lost``);
@@ -23,8 +24,9 @@ from dataclasses import dataclass
 from charging_engine.sessions.service import ChargingService
 from pbx_connectors.asterisk.ami_client import AmiClient, AmiError
 from pbx_connectors.asterisk.ami_protocol import Message
+from pbx_connectors.asterisk.commands import Command, Leg
 from pbx_connectors.asterisk.events import uniqueid
-from pbx_connectors.asterisk.tracker import Command, Leg, Tracker
+from pbx_connectors.asterisk.tracker import Tracker
 
 log = logging.getLogger("pbx_connectors.asterisk.recovery")
 

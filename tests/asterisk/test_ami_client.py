@@ -79,7 +79,7 @@ class ScriptedAmi:
 
 
 def config(port: int, **kw: float) -> AmiConfig:
-    return AmiConfig(port=port, username="u", secret="s", **{  # type: ignore[arg-type]
+    return AmiConfig(port=port, username="u", secret="s", **{
         "ping_interval_s": 0.5, "ping_timeout_s": 0.5, "action_timeout_s": 0.5,
         "reconnect_min_s": 0.05, "reconnect_max_s": 0.2, **kw})
 

@@ -16,9 +16,9 @@ from charging_engine.devservers import free_port
 from charging_engine.sessions.service import ChargingService
 from pbx_connectors.asterisk.accounts import AccountMapper
 from pbx_connectors.asterisk.authorization import Authorizer
+from pbx_connectors.asterisk.commands import Leg
 from pbx_connectors.asterisk.config import AccountsConfig, FastAgiConfig
 from pbx_connectors.asterisk.fastagi import FastAgiServer
-from pbx_connectors.asterisk.tracker import Leg
 from tests.asterisk.support import (
     CLOSED,
     OPEN,

@@ -10,9 +10,7 @@ from hypothesis import strategies as st
 
 from pbx_connectors.asterisk.accounts import AccountMapper
 from pbx_connectors.asterisk.ami_protocol import Message
-from pbx_connectors.asterisk.config import AccountsConfig
-from pbx_connectors.asterisk.events import timestamp_ms
-from pbx_connectors.asterisk.tracker import (
+from pbx_connectors.asterisk.commands import (
     Answer,
     Command,
     End,
@@ -23,8 +21,10 @@ from pbx_connectors.asterisk.tracker import (
     Reconcile,
     Release,
     SettleFromCdr,
-    Tracker,
 )
+from pbx_connectors.asterisk.config import AccountsConfig
+from pbx_connectors.asterisk.events import timestamp_ms
+from pbx_connectors.asterisk.tracker import Tracker
 from tests.asterisk.transcripts import a_legs, cdr_seconds, events
 
 LATER = 10**15  # far enough for every timer

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pbx_connectors.asterisk.ami_protocol import Message, parse_all
-from pbx_connectors.asterisk.tracker import Leg
+from pbx_connectors.asterisk.commands import Leg
 
 TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-transcripts"
 
