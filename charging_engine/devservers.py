@@ -253,26 +253,26 @@ _lookup_lock = threading.Lock()
 _lookup_cache: dict[str, Path] = {}
 
 
-def _default_redis_server() -> Path:
+def _default_binary(kind: str) -> Path:
+    """redis-server (``kind="redis"``) or the Postgres bin dir, found (or installed) once."""
     with _lookup_lock:
-        if "redis" not in _lookup_cache:
-            found, _ = _ensure(
-                path=None, pg_candidates=None, install=True, need_redis=True, need_postgres=False
+        if kind not in _lookup_cache:
+            redis_found, pg_found = _ensure(
+                path=None, pg_candidates=None, install=True,
+                need_redis=kind == "redis", need_postgres=kind == "postgres",
             )
+            found = redis_found if kind == "redis" else pg_found
             assert found is not None
-            _lookup_cache["redis"] = found
-        return _lookup_cache["redis"]
+            _lookup_cache[kind] = found
+        return _lookup_cache[kind]
+
+
+def _default_redis_server() -> Path:
+    return _default_binary("redis")
 
 
 def _default_pg_bin() -> Path:
-    with _lookup_lock:
-        if "postgres" not in _lookup_cache:
-            _, found = _ensure(
-                path=None, pg_candidates=None, install=True, need_redis=False, need_postgres=True
-            )
-            assert found is not None
-            _lookup_cache["postgres"] = found
-        return _lookup_cache["postgres"]
+    return _default_binary("postgres")
 
 
 def free_port() -> int:
