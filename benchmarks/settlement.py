@@ -9,6 +9,7 @@ transactions of the same batch size), as a row-at-a-time biller would.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ import redis.asyncio as aioredis
 
 from charging_engine.balance.entries import pack_extra
 from charging_engine.balance.keys import bucket_of, stream_key
+from charging_engine.balance.transport import RespTransport
+from charging_engine.config import Settings
 from charging_engine.devservers import PostgresServer, RedisServer, ensure_binaries
 from charging_engine.ledger.migrations import migrate
 from charging_engine.ledger.settlement import (
@@ -27,11 +30,13 @@ from charging_engine.ledger.settlement import (
     SETTLE_KINDS,
     Settlement,
     _call_row,
+    _ledger_extra,
     _ledger_row,
 )
 
 BUCKETS = 64
 BATCH = 5000
+SHARDS = Settings.model_fields["settle_shards"].default
 
 
 def entry_fields(i: int) -> tuple[int, dict[bytes, bytes]]:
@@ -67,9 +72,15 @@ class RowByRowSettlement(Settlement):
     """The same worker, writing each ledger row and CDR with its own INSERT statement."""
 
     async def _write(self, items: Any) -> None:
-        ledger = [_ledger_row(i.entry, i.bucket) for i in items if i.entry is not None]
-        calls = [_call_row(i.entry) for i in items
-                 if i.entry is not None and i.entry.kind in SETTLE_KINDS and i.entry.call_id]
+        ledger, calls = [], []
+        for i in items:
+            if (e := i.entry) is None:
+                continue
+            if e.kind in SETTLE_KINDS and e.call_id:
+                calls.append(_call_row(e))
+                ledger.append(_ledger_row(e, i.bucket, _ledger_extra(e.extra, calls[-1])))
+            else:
+                ledger.append(_ledger_row(e, i.bucket, e.extra))
         cols = ", ".join(LEDGER_COLUMNS)
         marks = ", ".join(f"${k}" for k in range(1, len(LEDGER_COLUMNS) + 1))
         call_cols = ", ".join(CALL_COLUMNS)
@@ -84,25 +95,39 @@ class RowByRowSettlement(Settlement):
 
 
 async def drain_all(worker: Settlement, redis: Any, n: int) -> float:
+    """Rows/s of the worker's run loop (as the engine runs it) draining a filled backlog."""
     await worker.ensure_groups()
     await fill(redis, n)
+    stop = asyncio.Event()
     start = time.perf_counter()
-    done = 0
-    while done < n:
-        done += await worker.drain_once(thorough=False)
-    return n / (time.perf_counter() - start)
+    task = asyncio.create_task(worker.run(stop))
+    while await worker.lag() > 0:  # settled entries are deleted from the streams
+        if task.done():
+            task.result()  # the loop died: say why
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    await task
+    return n / elapsed
 
 
 async def both_paths(redis_url: str, dsn_copy: str, dsn_rows: str, n: int) -> tuple[float, float]:
     redis = aioredis.Redis.from_url(redis_url)
-    pools = [await asyncpg.create_pool(d, min_size=1, max_size=2) for d in (dsn_copy, dsn_rows)]
+    pools = [await asyncpg.create_pool(d, min_size=1, max_size=SHARDS)
+             for d in (dsn_copy, dsn_rows)]
+    transports = [RespTransport(redis_url, connections=SHARDS) for _ in range(2)]
     try:
-        copy_worker = Settlement(redis, pools[0], BUCKETS, "copy", batch_size=BATCH)
-        row_worker = RowByRowSettlement(redis, pools[1], BUCKETS, "rows", batch_size=BATCH)
+        # As the engine runs it (bootstrap.open_engine): its own RESP connections, 2 shards.
+        copy_worker = Settlement(redis, pools[0], BUCKETS, "copy", batch_size=BATCH,
+                                 transport=transports[0], shards=SHARDS)
+        row_worker = RowByRowSettlement(redis, pools[1], BUCKETS, "rows", batch_size=BATCH,
+                                        transport=transports[1], shards=SHARDS)
         copy = await drain_all(copy_worker, redis, n)
         rows = await drain_all(row_worker, redis, n)
         return copy, rows
     finally:
+        for t in transports:
+            await t.aclose()
         for p in pools:
             await p.close()
         await redis.aclose()

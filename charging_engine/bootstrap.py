@@ -86,6 +86,9 @@ async def open_engine(
     store = BalanceStore(
         redis, settings.buckets, settings.idem_ttl_s, transport=RespTransport(settings.redis_url)
     )
+    # Settlement's large stream replies get their own connections, never queued in front of
+    # the hot path's replies.
+    settle_transport = RespTransport(settings.redis_url, connections=settings.settle_shards)
     try:
         await store.load()
         async with pool.acquire() as conn:
@@ -94,11 +97,13 @@ async def open_engine(
         settlement = Settlement(
             redis, pool, settings.buckets, settings.consumer_name,
             batch_size=settings.settle_batch, reclaim_idle_ms=settings.reclaim_idle_ms,
+            transport=settle_transport, shards=settings.settle_shards,
         )
         await settlement.ensure_groups()
         yield Engine(settings, redis, pool, store, service, settlement,
                      Sweeper(service, settings.buckets))
     finally:
         await store.close()
+        await settle_transport.aclose()
         await pool.close()
         await redis.aclose()

@@ -15,9 +15,8 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import asyncpg
 import orjson
@@ -26,6 +25,7 @@ from redis.asyncio import Redis
 
 from charging_engine.balance.entries import LedgerEntry, parse_entry
 from charging_engine.balance.keys import bucket_tag, stream_key
+from charging_engine.balance.transport import Command, RedisPyTransport, Transport
 
 log = logging.getLogger("charging_engine.settlement")
 
@@ -49,6 +49,7 @@ TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _INT32: Final = 2**31 - 1
+_MAX_MS: Final = 2**62
 
 LEDGER_COLUMNS: Final = (
     "tenant_id", "account_id", "seq", "kind", "amount", "reserved", "balance_after",
@@ -112,8 +113,7 @@ def dead_letter_key(bucket: int) -> str:
     return f"{bucket_tag(bucket)}:ledger:dead"
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
+class _Item(NamedTuple):
     """One delivered stream entry; ``entry`` is None when it was deleted or undecodable, and
     ``raw`` holds the fields of an undecodable one."""
 
@@ -124,7 +124,14 @@ class _Item:
 
 
 class Settlement:
-    """One settlement consumer over every bucket stream; run several for throughput or HA."""
+    """One settlement consumer over every bucket stream; run several for throughput or HA.
+
+    The buckets are split into ``shards`` settled concurrently, each its own read -> write ->
+    ack sequence on its own Postgres connection: while one shard waits for a COPY, another
+    decodes, so Python, Redis and Postgres work at the same time. ``transport`` carries the
+    stream reads and acks (a dedicated ``RespTransport`` skips redis-py's per-entry parsing
+    and argument packing; the default redis-py pipeline also works with Redis Cluster).
+    """
 
     def __init__(
         self,
@@ -135,19 +142,26 @@ class Settlement:
         group: str = "settlement",
         batch_size: int = 2000,
         reclaim_idle_ms: int = 30_000,
+        transport: Transport | None = None,
+        shards: int = 1,
     ) -> None:
-        if buckets < 1 or batch_size < 1 or reclaim_idle_ms < 0:
-            raise ValueError("buckets and batch_size must be >= 1, reclaim_idle_ms >= 0")
+        if buckets < 1 or batch_size < 1 or reclaim_idle_ms < 0 or shards < 1:
+            raise ValueError(
+                "buckets, batch_size and shards must be >= 1, reclaim_idle_ms >= 0"
+            )
         self.redis = redis
+        self._transport: Transport = transport or RedisPyTransport(redis)
         self.pool = pool
         self.buckets = buckets
         self.consumer = consumer
         self.group = group
         self.batch_size = batch_size
         self.reclaim_idle_ms = reclaim_idle_ms
-        # Each read takes about batch_size entries over all buckets, so a backlog in every
-        # bucket (after an outage) is drained in bounded steps, not loaded into memory at once.
-        self._read_count = min(batch_size, max(MIN_READ_PER_BUCKET, -(-batch_size // buckets)))
+        self._shards = [tuple(range(k, buckets, shards)) for k in range(min(shards, buckets))]
+        # Each shard's read takes about batch_size entries over its buckets, so a backlog in
+        # every bucket (after an outage) is drained in bounded steps, not loaded at once.
+        per_bucket = -(-batch_size // len(self._shards[0]))
+        self._read_count = min(batch_size, max(MIN_READ_PER_BUCKET, per_bucket))
         self._claim_cursor = ["0-0"] * buckets
         self._need_groups = True
 
@@ -177,11 +191,25 @@ class Settlement:
         """
         if self._need_groups:
             await self.ensure_groups()
+        # Every shard finishes its batch even when another fails (a write cut off halfway
+        # would only be redone), then the first failure is raised for the run loop's backoff.
+        results = await asyncio.gather(
+            *(self._drain_shard(buckets, thorough) for buckets in self._shards),
+            return_exceptions=True,
+        )
+        total = 0
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+            total += res
+        return total
+
+    async def _drain_shard(self, buckets: Sequence[int], thorough: bool) -> int:
         seen: dict[tuple[int, str], _Item] = {}
-        await self._read(seen, thorough)
+        await self._read(seen, buckets, thorough)
         if self._need_groups:  # a stream was flushed since: recreate its group, read again
             await self.ensure_groups()
-            await self._read(seen, thorough)
+            await self._read(seen, buckets, thorough)
         if not seen:
             return 0
         # Deleted entries have nothing to write and undecodable ones are parked in Redis:
@@ -198,14 +226,24 @@ class Settlement:
         return len(seen)
 
     async def run(self, stop: asyncio.Event, idle_interval: float = 0.05) -> None:
-        """Drain until ``stop`` is set; outages are retried with backoff, never acked past."""
+        """Drain until ``stop`` is set, every shard in its own loop (a slow COPY in one never
+        holds back another); outages are retried with backoff, never acked past."""
+        async with asyncio.TaskGroup() as tg:
+            for buckets in self._shards:
+                tg.create_task(self._run_shard(buckets, stop, idle_interval))
+
+    async def _run_shard(
+        self, buckets: Sequence[int], stop: asyncio.Event, idle_interval: float
+    ) -> None:
         backoff = BACKOFF_MIN
         loop = asyncio.get_running_loop()
         next_thorough = 0.0  # the first pass picks up what a previous run left pending
         while not stop.is_set():
             thorough = loop.time() >= next_thorough
             try:
-                n = await self.drain_once(thorough)
+                if self._need_groups:
+                    await self.ensure_groups()
+                n = await self._drain_shard(buckets, thorough)
             except TRANSIENT_ERRORS as exc:
                 next_thorough = 0.0  # what was read but not written is pending: re-read it
                 log.warning("settlement unavailable (%r); retrying in %.1fs", exc, backoff)
@@ -224,25 +262,29 @@ class Settlement:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _read(self, seen: dict[tuple[int, str], _Item], thorough: bool = True) -> None:
+    async def _read(
+        self, seen: dict[tuple[int, str], _Item], buckets: Sequence[int], thorough: bool = True
+    ) -> None:
         """Own pending entries, then reclaimed ones of dead consumers (when ``thorough``), then
         new ones, into ``seen`` (an entry delivered by two of the reads counts once)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for b in range(self.buckets):
+        count = self._read_count
+        group, consumer = self.group, self.consumer
+        commands: list[Command] = []
+        for b in buckets:
             key = stream_key(b)
             if thorough:
-                pipe.xreadgroup(self.group, self.consumer, {key: "0"}, count=self._read_count)
-                pipe.xautoclaim(
-                    key, self.group, self.consumer, self.reclaim_idle_ms,
-                    start_id=self._claim_cursor[b], count=self._read_count,
-                )
-            pipe.xreadgroup(self.group, self.consumer, {key: ">"}, count=self._read_count)
-        results = await pipe.execute(raise_on_error=False)
-        for b in range(self.buckets):
+                commands.append(("XREADGROUP", "GROUP", group, consumer, "COUNT", count,
+                                 "STREAMS", key, "0"))
+                commands.append(("XAUTOCLAIM", key, group, consumer, self.reclaim_idle_ms,
+                                 self._claim_cursor[b], "COUNT", count))
+            commands.append(("XREADGROUP", "GROUP", group, consumer, "COUNT", count,
+                             "STREAMS", key, ">"))
+        results = await self._transport.execute_many(commands)
+        for n, b in enumerate(buckets):
             if thorough:
-                own, claimed, new = results[3 * b : 3 * b + 3]
+                own, claimed, new = results[3 * n : 3 * n + 3]
             else:  # nothing pending re-read, nothing reclaimed: the cursor stays where it was
-                own, claimed, new = [], [self._claim_cursor[b], [], []], results[b]
+                own, claimed, new = [], [self._claim_cursor[b], [], []], results[n]
             if any(_is_nogroup(r) for r in (own, claimed, new)):
                 self._need_groups = True  # the stream was flushed: recreate, read next time
                 continue
@@ -277,10 +319,12 @@ class Settlement:
             e = item.entry
             if e is None:
                 continue
-            ledger.append(_ledger_row(e, item.bucket))
             if e.kind in SETTLE_KINDS and e.call_id:
-                calls[(e.tenant, e.call_id)] = _call_row(e)
-            elif e.kind == "correction" and e.call_id:
+                call = calls[(e.tenant, e.call_id)] = _call_row(e)
+                ledger.append(_ledger_row(e, item.bucket, _ledger_extra(e.extra, call)))
+                continue
+            ledger.append(_ledger_row(e, item.bucket, e.extra))
+            if e.kind == "correction" and e.call_id:
                 cdr = e.extra.get("to_seconds") if e.extra.get("source") == "cdr" else None
                 corrections.append((e.tenant, e.call_id, _int(cdr)))
         if not ledger:
@@ -329,11 +373,13 @@ class Settlement:
         by_bucket: dict[int, list[str]] = {}
         for item in items:
             by_bucket.setdefault(item.bucket, []).append(item.stream_id)
-        pipe = self.redis.pipeline(transaction=False)
+        commands: list[Command] = []
         for b, ids in by_bucket.items():
-            pipe.xdel(stream_key(b), *ids)
-            pipe.xack(stream_key(b), self.group, *ids)
-        await pipe.execute()
+            commands.append(("XDEL", stream_key(b), *ids))
+            commands.append(("XACK", stream_key(b), self.group, *ids))
+        for res in await self._transport.execute_many(commands):
+            if isinstance(res, Exception):
+                raise res
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -361,8 +407,10 @@ def _read_entries(res: Any) -> list[tuple[Any, Any]]:
     streams: Iterable[Any] = res.values() if isinstance(res, dict) else (s[1] for s in res)
     out: list[tuple[Any, Any]] = []
     for entries in streams:
-        # RESP3 without legacy shaping wraps each stream's list in one more list.
-        if len(entries) == 1 and isinstance(entries[0], list):
+        # RESP3 without legacy shaping wraps each stream's list in one more list (a raw
+        # RESP2 reply's single entry is also a one-element list, but of [id, fields]).
+        if (len(entries) == 1 and isinstance(entries[0], list)
+                and (not entries[0] or isinstance(entries[0][0], list | tuple))):
             entries = entries[0]
         out.extend((e[0], e[1]) for e in entries)
     return out
@@ -371,6 +419,9 @@ def _read_entries(res: Any) -> list[tuple[Any, Any]]:
 def _decode(bucket: int, sid: str, fields: Any) -> _Item:
     if not fields:  # deleted while pending: nothing to write, only to ack
         return _Item(bucket, sid, None)
+    if isinstance(fields, list):  # a raw RESP reply: field, value, field, value, ...
+        pairs = iter(fields)
+        fields = dict(zip(pairs, pairs, strict=False))
     try:
         return _Item(bucket, sid, parse_entry(sid, fields))
     except Exception as exc:
@@ -379,6 +430,8 @@ def _decode(bucket: int, sid: str, fields: Any) -> _Item:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str and "\x00" not in value:  # the usual case, first and cheap
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace").replace("\x00", "")
     return "" if value is None else str(value).replace("\x00", "")
@@ -390,6 +443,8 @@ def _opt_text(value: Any) -> str | None:
 
 def _int(value: Any, limit: int = _INT32) -> int | None:
     """An integer column from a loosely typed CDR field; NULL when absent or unusable."""
+    if type(value) is int:  # the usual case, first and cheap
+        return value if -limit <= value <= limit else None
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     try:
@@ -402,11 +457,11 @@ def _int(value: Any, limit: int = _INT32) -> int | None:
 
 
 def _ts(ms: Any) -> datetime | None:
-    n = _int(ms, 2**62)
+    n = _int(ms, _MAX_MS)
     if n is None:
         return None
     try:
-        return _EPOCH + timedelta(milliseconds=n)
+        return _EPOCH + timedelta(0, 0, 0, n)  # positional milliseconds: no keyword parsing
     except OverflowError:
         return None
 
@@ -438,12 +493,38 @@ def _extra_json(extra: Any) -> str:
     return out
 
 
-def _ledger_row(e: LedgerEntry, bucket: int) -> tuple[Any, ...]:
+def _ledger_row(e: LedgerEntry, bucket: int, extra: Any) -> tuple[Any, ...]:
     return (
         e.tenant, e.account, e.seq, e.kind, e.amount, e.reserved, e.balance_after,
         _text(e.idem_key), _text(e.call_id) or None, e.stream_id, bucket,
-        _ts(e.ts_ms) or _EPOCH, _extra_json(e.extra),
+        _ts(e.ts_ms) or _EPOCH, _extra_json(extra) if extra else "{}",
     )
+
+
+# Where each CDR field of a settlement's extra lands in the calls row (see _call_row).
+_CDR_COLUMNS: Final = {
+    "dst": 3, "prefix": 4, "plan": 5, "start_ms": 6, "answer_ms": 7, "end_ms": 8,
+    "duration": 9, "billed": 10, "disposition": 12,
+}
+_CDR_TIMES: Final = frozenset({"start_ms", "answer_ms", "end_ms"})
+
+
+def _ledger_extra(extra: Any, call_row: tuple[Any, ...]) -> dict[Any, Any]:
+    """A call settlement's extra without the CDR its calls row now holds: the CDR is stored
+    once (jsonb parsing was half of the COPY's cost). A key the row has no column for, or a
+    value it could not hold as it was (a NUL, a non-number), stays in the ledger verbatim."""
+    if not isinstance(extra, dict):
+        return {"extra": extra}
+    rest: dict[Any, Any] = {}
+    for key, value in extra.items():
+        col = _CDR_COLUMNS.get(key)
+        if col is not None and (
+            (value is None or (type(value) is int and call_row[col] is not None))
+            if key in _CDR_TIMES else call_row[col] == value
+        ):
+            continue
+        rest[key] = value
+    return rest
 
 
 def _call_row(e: LedgerEntry) -> tuple[Any, ...]:

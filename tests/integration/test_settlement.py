@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -14,6 +15,7 @@ import redis.asyncio as aioredis
 
 from charging_engine.balance.entries import pack_extra
 from charging_engine.balance.keys import bucket_of, stream_key
+from charging_engine.balance.transport import RespTransport
 from charging_engine.ledger.settlement import TRANSIENT_ERRORS, Settlement, dead_letter_key
 
 from .drive import (
@@ -59,9 +61,28 @@ async def ledger_count(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM ledger_entries"))
 
 
+_VARIANT: dict[str, Any] = {}
+
+
+@pytest.fixture(params=["redis-py", "resp-3-shards"], autouse=True)
+async def transport_variant(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[None]:
+    """Every test runs with the default transport (a redis-py pipeline, one shard: what works
+    with Redis Cluster) and as the engine runs settlement: own RESP connections, 3 shards."""
+    if request.param == "redis-py":
+        yield
+        return
+    transport = RespTransport(redis_url, connections=3)
+    _VARIANT.update(transport=transport, shards=3)
+    try:
+        yield
+    finally:
+        _VARIANT.clear()
+        await transport.aclose()
+
+
 def settlement(redis: aioredis.Redis, pool: asyncpg.Pool, consumer: str = "s1",
                **kw: Any) -> Settlement:
-    return Settlement(redis, pool, BUCKETS, consumer, **kw)
+    return Settlement(redis, pool, BUCKETS, consumer, **{**_VARIANT, **kw})
 
 
 async def test_mutations_land_in_the_ledger_and_calls(
@@ -95,6 +116,7 @@ async def test_mutations_land_in_the_ledger_and_calls(
         assert all(r["ts"] == ms(NOW_MS) for r in rows)
         assert rows[1]["idem_key"] == "pay-0"
         assert rows[1]["extra"] == '{"ref": "pay-0"}'
+        assert rows[3]["extra"] == "{}"  # the CDR is in calls, stored once
         live = await account_hash(redis, t, a)
         assert int(live["balance"]) == sum(r["amount"] for r in rows)
         assert int(live["seq"]) == rows[-1]["seq"]
@@ -134,6 +156,11 @@ async def test_release_and_expire_with_sparse_call_details(
     assert rows["lost"]["cost"] == 300_000
     assert rows["lost"]["answered_at"] is None and rows["lost"]["duration"] is None
     assert rows["lost"]["destination"] == "4420"
+    # The CDR is stored once, in calls; what the row could not hold as it was stays in the
+    # ledger entry (as close as jsonb allows: it holds no NUL either).
+    extras = {r["call_id"]: json.loads(r["extra"]) for r in await pool.fetch(
+        "SELECT call_id, extra::text FROM ledger_entries WHERE kind IN ('release', 'expire')")}
+    assert extras == {"busy": {}, "lost": {"duration": "n/a", "dst": "4420"}}
 
 
 async def test_entry_written_but_not_acked_is_a_no_op_when_redelivered(
@@ -344,9 +371,9 @@ class Probe(Settlement):
         self.done = asyncio.Event()
         self.idle = asyncio.Event()
 
-    async def drain_once(self, thorough: bool = True) -> int:
+    async def _drain_shard(self, buckets: Sequence[int], thorough: bool) -> int:
         try:
-            n = await super().drain_once(thorough)
+            n = await super()._drain_shard(buckets, thorough)
         except Exception:
             self.failures += 1
             if self.failures >= 3:
@@ -366,7 +393,7 @@ async def test_run_rides_out_a_postgres_outage(
     path, dsn = proxy
     via_proxy = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     stop = asyncio.Event()
-    probe = Probe(redis, via_proxy, BUCKETS, "runner", target=4 * len(ACCOUNTS))
+    probe = Probe(redis, via_proxy, BUCKETS, "runner", target=4 * len(ACCOUNTS), **_VARIANT)
     try:
         await path.stop()
         task = asyncio.create_task(probe.run(stop, idle_interval=0.01))
@@ -395,7 +422,7 @@ async def test_stop_interrupts_a_long_idle_wait(
     redis: aioredis.Redis, pool: asyncpg.Pool
 ) -> None:
     stop = asyncio.Event()
-    probe = Probe(redis, pool, BUCKETS, "s1", target=1)
+    probe = Probe(redis, pool, BUCKETS, "s1", target=1, **_VARIANT)
     task = asyncio.create_task(probe.run(stop, idle_interval=3600))
     await asyncio.wait_for(probe.idle.wait(), 10)
     stop.set()
