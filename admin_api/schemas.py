@@ -6,6 +6,7 @@ decimal strings in major units and are turned into int micros on the way in, nev
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -14,6 +15,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -99,7 +101,19 @@ def _storable(at: datetime) -> datetime:
     return at
 
 
-Time = Annotated[AwareDatetime, AfterValidator(_storable)]
+def _rfc3339_text(value: object) -> object:
+    """Only RFC 3339 text, as the schema says: pydantic alone would also take a number (or
+    numeric text such as ``86400``) as Unix seconds."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and not _RFC3339_START.match(value)
+    ):
+        raise ValueError("expected an RFC 3339 date-time such as 2026-11-01T00:00:00Z")
+    return value
+
+
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_storable)]
 """An aware timestamp (RFC 3339 with offset) within 1970-9998."""
 
 # Query parameters

@@ -25,6 +25,8 @@ import uvloop
 
 from charging_engine.devservers import PostgresServer, RedisServer, ensure_binaries, reap_stale_runs
 
+pytest_plugins = ["tests.timeouts"]  # pytest-timeout that also fails tests hung on uvloop
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_MODULE = "charging_engine.ledger.migrations"
 

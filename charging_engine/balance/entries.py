@@ -41,8 +41,11 @@ class LedgerEntry(NamedTuple):
 _unpackb = msgpack.unpackb
 
 
+_pack = msgpack.Packer(use_bin_type=True).pack  # one per process: packb builds one per call
+
+
 def pack_extra(extra: dict[str, Any] | None) -> bytes:
-    return msgpack.packb(extra or {}, use_bin_type=True)  # type: ignore[no-any-return]
+    return _pack(extra or {})  # type: ignore[no-any-return]
 
 
 def parse_entry(stream_id: bytes | str, fields: dict[bytes, bytes]) -> LedgerEntry:

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from charging_engine.balance.batcher import CommandBatcher
 from charging_engine.balance.entries import pack_extra
@@ -22,16 +22,14 @@ def end_key(call_id: str) -> str:
     return f"end:{call_id}"
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):
     status: str  # ok | repeat | insufficient_funds | unknown_account | account_<status> | ...
     reserved: int  # micros now held for the call
     available: int  # available funds after the operation
     repeated: bool = False  # the call already held this reservation; nothing changed
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
+class Settled(NamedTuple):
     status: str  # ok | duplicate | not_expired | unknown_account
     cost: int
     balance: int
@@ -40,8 +38,7 @@ class Settled:
     blob: bytes | None = None  # the session record it was rated with
 
 
-@dataclass(frozen=True, slots=True)
-class Credited:
+class Credited(NamedTuple):
     status: str  # ok | duplicate | unknown_account | insufficient_funds
     balance: int
     available: int

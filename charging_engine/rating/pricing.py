@@ -69,12 +69,26 @@ def next_boundary(rate: Rate, seconds: int) -> int:
     return x0 + ((seconds - x0) // rate.next_increment + 1) * rate.next_increment
 
 
+def extension_target(rate: Rate, granted: int, slice_seconds: int, cap: int) -> int:
+    """The duration a call granted ``granted`` seconds is extended to by one slice.
+
+    The last boundary within ``granted + slice_seconds``, but at least the next boundary
+    above ``granted``: a slice shorter than an increment would otherwise round back down to
+    ``granted`` and the call could never be extended. Never beyond the last boundary within
+    ``cap``; a result <= ``granted`` means the cap leaves nothing to extend.
+    """
+    target = max(boundary_at_or_below(rate, granted + slice_seconds), next_boundary(rate, granted))
+    return min(target, boundary_at_or_below(rate, cap))
+
+
 @functools.lru_cache(maxsize=16_384)
 def reservation_terms(rate: Rate, seconds: int) -> tuple[int, int, int]:
     """(slice, its cost, least affordable cost) for reserving about ``seconds`` of a call.
 
-    The slice is cut to a boundary but never shorter than the first block; the least cost is
-    the first block's, below which a call cannot be authorized. Cached: rates are immutable.
+    The slice is cut to a boundary but never shorter than the first block (as
+    ``extension_target`` from 0: a slice shorter than the first block still grants it); the
+    least cost is the first block's, below which a call cannot be authorized. Cached: rates
+    are immutable.
     """
     x0 = first_boundary(rate)
     slice_s = max(boundary_at_or_below(rate, seconds), x0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Reason(StrEnum):
@@ -33,8 +34,7 @@ class NotFound(LookupError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Authorization answer: may the call go ahead, and for how many answered seconds."""
 
     allowed: bool
@@ -50,14 +50,12 @@ class Decision:
     affordable_seconds: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Answered:
+class Answered(NamedTuple):
     answered_at_ms: int
     max_seconds: int
 
 
-@dataclass(frozen=True, slots=True)
-class Extension:
+class Extension(NamedTuple):
     """Result of extending an answered call's reservation by one slice."""
 
     extended: bool
@@ -77,8 +75,7 @@ class Correction:
     delta: int  # micros added to the charge (negative: refunded)
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     """Result of ending a call: charged once, whatever the number of ends received."""
 
     reason: Reason  # OK, or DUPLICATE for a repeated end

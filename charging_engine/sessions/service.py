@@ -23,8 +23,8 @@ from charging_engine.rating.numbers import NumberError, normalize
 from charging_engine.rating.pricing import (
     MAX_CALL_SECONDS,
     billed_seconds,
-    boundary_at_or_below,
     cost,
+    extension_target,
     max_duration,
     next_boundary,
     price_of_billed,
@@ -246,8 +246,8 @@ class ChargingService:
             raise NotFound(Reason.UNKNOWN_CALL, f"no live session for call {call_id!r}")
         rate = unpack_session(rec.blob).rate
         granted = self._granted(rate, rec.reserved)
-        target = boundary_at_or_below(
-            rate, min(granted + self.policy.slice_seconds, self.policy.max_call_seconds)
+        target = extension_target(
+            rate, granted, self.policy.slice_seconds, self.policy.max_call_seconds
         )
         want = cost(rate, target) - rec.reserved
         least = cost(rate, next_boundary(rate, granted)) - rec.reserved

@@ -167,4 +167,5 @@ async def test_ledger_history_pages_and_filters(api: Api, world: World) -> None:
     problem(await admin.get(f"{A1}/ledger?from=2020-01-02T00:00:00Z&to=2020-01-01T00:00:00Z"),
             422)
     problem(await admin.get(f"{A1}/ledger?from=2020-01-01T00:00:00"), 422)  # no offset
+    problem(await admin.get(f"{A1}/ledger?to=86400"), 422)  # not Unix seconds: RFC 3339 only
     problem(await admin.get(f"{A1}/ledger?cursor=garbage"), 422, "invalid_cursor")
