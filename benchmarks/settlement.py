@@ -1,21 +1,30 @@
 """Settlement into Postgres: the real path (stream read, COPY, ack) against per-row INSERTs.
 
-N ledger entries, shaped exactly as the Redis functions write them (half of them call
-settlements carrying CDR details), are put into the bucket streams; the settlement worker drains
-them (XREADGROUP, decode, COPY, XACK/XDEL). Then the same worker drains the same entries again
-into a fresh database writing one INSERT statement per row (asyncpg executemany, in
-transactions of the same batch size), as a row-at-a-time biller would.
+N ledger entries, shaped exactly as charging.lua writes them (half of them call settlements
+carrying CDR details), are put into the bucket streams; settlement workers as the engine makes
+them (own RESP connections, shards, a pool carrying times as epoch ms) drain them with their run
+loop: one process; then several processes of one consumer group, as several `charging-engine
+settle` would run; then one process writing one INSERT statement per row (asyncpg executemany,
+in transactions of the same batch size), as a row-at-a-time biller would. Each into a fresh
+database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
+import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgpack
 import redis.asyncio as aioredis
 
 from charging_engine.balance.entries import pack_extra
@@ -32,6 +41,7 @@ from charging_engine.ledger.settlement import (
     _call_row,
     _ledger_extra,
     _ledger_row,
+    epoch_ms_codec,
 )
 
 BUCKETS = 64
@@ -40,6 +50,8 @@ SHARDS = Settings.model_fields["settle_shards"].default
 
 
 def entry_fields(i: int) -> tuple[int, dict[bytes, bytes]]:
+    """The stream fields charging.lua's ``append`` writes for entry ``i`` (msgpack column
+    array + extra), half of them call settlements carrying CDR details."""
     account = f"a{i % 1000}"
     seq = i // 1000 + 1
     settle = i % 2 == 1
@@ -48,13 +60,12 @@ def entry_fields(i: int) -> tuple[int, dict[bytes, bytes]]:
         "answer_ms": 1_795_000_005_000, "end_ms": 1_795_000_065_000, "duration": 60,
         "billed": 60, "disposition": "answered",
     } if settle else {})
-    fields = {
-        b"t": b"bench", b"a": account.encode(), b"s": str(seq).encode(),
-        b"k": b"commit" if settle else b"reserve", b"amt": b"-12000" if settle else b"0",
-        b"rsv": b"-300000" if settle else b"300000", b"bal": b"1000000",
-        b"idem": f"end:c{i}".encode(), b"ts": b"1795000065000",
-        b"call": f"c{i}".encode(), b"x": extra,
-    }
+    columns = [
+        "bench", account, seq, "commit" if settle else "reserve",
+        -12000 if settle else 0, -300000 if settle else 300000, "1000000",
+        f"end:c{i}", "1795000065000", f"c{i}",
+    ]
+    fields = {b"e": msgpack.packb(columns), b"x": extra}
     return bucket_of("bench", account, BUCKETS), fields
 
 
@@ -77,10 +88,10 @@ class RowByRowSettlement(Settlement):
             if (e := i.entry) is None:
                 continue
             if e.kind in SETTLE_KINDS and e.call_id:
-                calls.append(_call_row(e))
-                ledger.append(_ledger_row(e, i.bucket, _ledger_extra(e.extra, calls[-1])))
+                calls.append(_call_row(e, ms=True))
+                ledger.append(_ledger_row(e, i.bucket, _ledger_extra(e.extra, calls[-1]), True))
             else:
-                ledger.append(_ledger_row(e, i.bucket, e.extra))
+                ledger.append(_ledger_row(e, i.bucket, e.extra, ms=True))
         cols = ", ".join(LEDGER_COLUMNS)
         marks = ", ".join(f"${k}" for k in range(1, len(LEDGER_COLUMNS) + 1))
         call_cols = ", ".join(CALL_COLUMNS)
@@ -94,76 +105,118 @@ class RowByRowSettlement(Settlement):
                 calls)
 
 
-async def drain_all(worker: Settlement, redis: Any, n: int) -> float:
-    """Rows/s of the worker's run loop (as the engine runs it) draining a filled backlog."""
-    await worker.ensure_groups()
-    await fill(redis, n)
-    stop = asyncio.Event()
-    start = time.perf_counter()
-    task = asyncio.create_task(worker.run(stop))
-    while await worker.lag() > 0:  # settled entries are deleted from the streams
-        if task.done():
-            task.result()  # the loop died: say why
-        await asyncio.sleep(0.01)
-    elapsed = time.perf_counter() - start
-    stop.set()
-    await task
-    return n / elapsed
-
-
-async def both_paths(redis_url: str, dsn_copy: str, dsn_rows: str, n: int) -> tuple[float, float]:
+@contextlib.asynccontextmanager
+async def worker(redis_url: str, dsn: str, name: str,
+                 cls: type[Settlement] = Settlement) -> AsyncIterator[Settlement]:
+    """A settlement worker as the engine makes one (bootstrap.open_engine): its own RESP
+    connections and Postgres pool (times as epoch ms), ``SHARDS`` shards."""
     redis = aioredis.Redis.from_url(redis_url)
-    pools = [await asyncpg.create_pool(d, min_size=1, max_size=SHARDS)
-             for d in (dsn_copy, dsn_rows)]
-    transports = [RespTransport(redis_url, connections=SHARDS) for _ in range(2)]
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=SHARDS, init=epoch_ms_codec)
+    transport = RespTransport(redis_url, connections=SHARDS)
     try:
-        # As the engine runs it (bootstrap.open_engine): its own RESP connections, 2 shards.
-        copy_worker = Settlement(redis, pools[0], BUCKETS, "copy", batch_size=BATCH,
-                                 transport=transports[0], shards=SHARDS)
-        row_worker = RowByRowSettlement(redis, pools[1], BUCKETS, "rows", batch_size=BATCH,
-                                        transport=transports[1], shards=SHARDS)
-        copy = await drain_all(copy_worker, redis, n)
-        rows = await drain_all(row_worker, redis, n)
-        return copy, rows
+        yield cls(redis, pool, BUCKETS, name, batch_size=BATCH, transport=transport,
+                  shards=SHARDS, epoch_ms=True)
     finally:
-        for t in transports:
-            await t.aclose()
-        for p in pools:
-            await p.close()
+        await transport.aclose()
+        await pool.close()
         await redis.aclose()
 
 
-def run(n: int = 200_000) -> tuple[float, float]:
+async def run_until_empty(w: Settlement) -> None:
+    """The worker's run loop until every stream is drained (settled entries are deleted)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    try:
+        while await w.lag() > 0:
+            if task.done():
+                task.result()  # the loop died: say why
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await task
+
+
+async def one_process(redis_url: str, dsn: str, n: int, cls: type[Settlement]) -> float:
+    async with worker(redis_url, dsn, cls.__name__, cls) as w:
+        await w.ensure_groups()
+        await fill(w.redis, n)
+        start = time.perf_counter()
+        await run_until_empty(w)
+        return n / (time.perf_counter() - start)
+
+
+async def _drain_process(redis_url: str, dsn: str, name: str, start_at: float) -> tuple[float,
+                                                                                        float]:
+    async with worker(redis_url, dsn, name) as w:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        began = time.time()
+        await run_until_empty(w)
+        return began, time.time()
+
+
+def _settle_process(redis_url: str, dsn: str, name: str, start_at: float) -> tuple[float, float]:
+    import uvloop
+
+    return uvloop.run(_drain_process(redis_url, dsn, name, start_at))
+
+
+def processes(redis_url: str, dsn: str, n: int, procs: int) -> float:
+    """Rows/s of ``procs`` settlement processes (consumers of the same group, as several
+    ``charging-engine settle`` would run) draining one backlog, from their common start."""
+    async def filled() -> None:
+        async with worker(redis_url, dsn, "filler") as w:
+            await w.ensure_groups()
+            await fill(w.redis, n)
+
+    asyncio.run(filled())
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+        start_at = time.time() + 3.0  # time for every process to start and connect
+        spans = [f.result() for f in [
+            pool.submit(_settle_process, redis_url, dsn, f"p{i}", start_at) for i in range(procs)
+        ]]
+    return n / (max(end for _, end in spans) - min(begin for begin, _ in spans))
+
+
+@dataclass
+class Figures:
+    copy: float  # one process
+    copy_procs: float  # ``procs`` processes
+    procs: int
+    rows: float  # one process, one INSERT per row
+
+
+def run(n: int = 200_000) -> Figures:
     import uvloop
 
     redis_bin, pg_bin = ensure_binaries()
+    procs = max(2, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="ce-settle-") as tmp:
         rs = RedisServer(Path(tmp) / "redis", redis_server=redis_bin)
         pg = PostgresServer(Path(tmp) / "pg", bin_dir=pg_bin)
         rs.start()
         pg.start()
         try:
-            dsn_copy, dsn_rows = pg.create_database("copy"), pg.create_database("rows")
-
-            async def both() -> tuple[float, float]:
-                await migrate(dsn_copy)
-                await migrate(dsn_rows)
-                return await both_paths(rs.url, dsn_copy, dsn_rows, n)
-
-            return uvloop.run(both())
+            dsns = [pg.create_database(name) for name in ("copy", "procs", "rows")]
+            for dsn in dsns:
+                uvloop.run(migrate(dsn))
+            copy = uvloop.run(one_process(rs.url, dsns[0], n, Settlement))
+            many = processes(rs.url, dsns[1], n, procs)
+            rows = uvloop.run(one_process(rs.url, dsns[2], n, RowByRowSettlement))
+            return Figures(copy, many, procs, rows)
         finally:
             rs.stop()
             pg.remove_data()
 
 
-def report(figures: tuple[float, float]) -> str:
-    copy, rows = figures
+def report(f: Figures) -> str:
     return "\n".join([
         "## settlement into Postgres (ledger rows, half of them call settlements with CDRs)",
-        f"settlement worker (stream read + COPY + calls upsert + ack): {copy:9.0f} rows/s"
+        f"settlement worker, 1 process (stream read + COPY + ack):   {f.copy:9.0f} rows/s",
+        f"settlement workers, {f.procs} processes (one consumer group):  {f.copy_procs:9.0f} rows/s"
         "  (target >= 50,000)",
-        f"same worker, one INSERT per row (executemany):               {rows:9.0f} rows/s",
-        f"ratio:                                                        {copy / rows:9.1f}",
+        f"same worker, one INSERT per row (executemany), 1 process:  {f.rows:9.0f} rows/s",
+        f"ratio COPY / INSERT (1 process):                            {f.copy / f.rows:9.1f}",
     ])
 
 

@@ -18,7 +18,7 @@ from charging_engine.catalog import Catalog
 from charging_engine.config import Settings
 from charging_engine.ledger.catalog_repo import catalog_version, load_catalog
 from charging_engine.ledger.migrations import migrate
-from charging_engine.ledger.settlement import Settlement
+from charging_engine.ledger.settlement import Settlement, epoch_ms_codec
 from charging_engine.sessions.service import ChargingService
 from charging_engine.sessions.sweeper import Sweeper
 
@@ -87,17 +87,20 @@ async def open_engine(
         redis, settings.buckets, settings.idem_ttl_s, transport=RespTransport(settings.redis_url)
     )
     # Settlement's large stream replies get their own connections, never queued in front of
-    # the hot path's replies.
+    # the hot path's replies; its Postgres connections carry times as epoch milliseconds.
     settle_transport = RespTransport(settings.redis_url, connections=settings.settle_shards)
+    settle_pool = await asyncpg.create_pool(
+        settings.database_url, min_size=1, max_size=settings.settle_shards, init=epoch_ms_codec
+    )
     try:
         await store.load()
         async with pool.acquire() as conn:
             catalog = Catalog(await load_catalog(conn))
         service = ChargingService(store, catalog, settings.session_policy())
         settlement = Settlement(
-            redis, pool, settings.buckets, settings.consumer_name,
+            redis, settle_pool, settings.buckets, settings.consumer_name,
             batch_size=settings.settle_batch, reclaim_idle_ms=settings.reclaim_idle_ms,
-            transport=settle_transport, shards=settings.settle_shards,
+            transport=settle_transport, shards=settings.settle_shards, epoch_ms=True,
         )
         await settlement.ensure_groups()
         yield Engine(settings, redis, pool, store, service, settlement,
@@ -105,5 +108,6 @@ async def open_engine(
     finally:
         await store.close()
         await settle_transport.aclose()
+        await settle_pool.close()
         await pool.close()
         await redis.aclose()

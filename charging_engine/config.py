@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(1.0, gt=0)
     catalog_refresh_s: float = Field(1.0, gt=0)
     settle_batch: int = Field(2000, ge=1)
-    settle_shards: int = Field(2, ge=1, le=64)
+    settle_shards: int = Field(3, ge=1, le=64)
     reclaim_idle_ms: int = Field(30_000, ge=100)
     consumer_name: str = Field(default_factory=_consumer)
     pg_pool_size: int = Field(8, ge=1)

@@ -49,10 +49,22 @@ def pack_extra(extra: dict[str, Any] | None) -> bytes:
 
 
 def parse_entry(stream_id: bytes | str, fields: dict[bytes, bytes]) -> LedgerEntry:
-    """Decode one XREADGROUP entry written by the ``append`` helper of charging.lua."""
+    """Decode one XREADGROUP entry written by the ``append`` helper of charging.lua.
+
+    Entries are ``e`` (a msgpack array of the entry's columns) + ``x`` (extra); entries of the
+    first format, one stream field per column, are still read, so streams written before an
+    upgrade settle as they are.
+    """
     sid = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
     raw = fields.get(b"x")
     extra: dict[str, Any] = _unpackb(raw) if raw else {}  # str keys and values (raw=False)
+    packed = fields.get(b"e")
+    if packed is not None:
+        t, a, s, k, amt, rsv, bal, idem, ts, call = _unpackb(packed)
+        if not (type(t) is type(a) is type(k) is type(idem) is type(call) is str):
+            raise ValueError("ledger entry text fields must be strings")
+        return LedgerEntry(sid, t, a, int(s), k, int(amt), int(rsv), int(bal), idem, int(ts),
+                           call, extra)
     return LedgerEntry(
         stream_id=sid,
         tenant=fields[b"t"].decode(),

@@ -10,13 +10,19 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import msgpack
 import pytest
 import redis.asyncio as aioredis
 
 from charging_engine.balance.entries import pack_extra
 from charging_engine.balance.keys import bucket_of, stream_key
 from charging_engine.balance.transport import RespTransport
-from charging_engine.ledger.settlement import TRANSIENT_ERRORS, Settlement, dead_letter_key
+from charging_engine.ledger.settlement import (
+    TRANSIENT_ERRORS,
+    Settlement,
+    dead_letter_key,
+    epoch_ms_codec,
+)
 
 from .drive import (
     BUCKETS,
@@ -65,24 +71,35 @@ _VARIANT: dict[str, Any] = {}
 
 
 @pytest.fixture(params=["redis-py", "resp-3-shards"], autouse=True)
-async def transport_variant(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[None]:
+async def transport_variant(
+    request: pytest.FixtureRequest, redis_url: str, database_url: str
+) -> AsyncIterator[None]:
     """Every test runs with the default transport (a redis-py pipeline, one shard: what works
-    with Redis Cluster) and as the engine runs settlement: own RESP connections, 3 shards."""
+    with Redis Cluster) and as the engine runs settlement: own RESP connections, 3 shards, its
+    own Postgres pool carrying times as epoch milliseconds."""
     if request.param == "redis-py":
         yield
         return
     transport = RespTransport(redis_url, connections=3)
-    _VARIANT.update(transport=transport, shards=3)
+    own_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=3,
+                                         init=epoch_ms_codec)
+    _VARIANT.update(transport=transport, shards=3, epoch_ms=True, pool=own_pool)
     try:
         yield
     finally:
         _VARIANT.clear()
         await transport.aclose()
+        await own_pool.close()
+
+
+def variant(**kw: Any) -> dict[str, Any]:
+    """The variant's settlement keywords (without its pool), overridden by ``kw``."""
+    return {**{k: v for k, v in _VARIANT.items() if k != "pool"}, **kw}
 
 
 def settlement(redis: aioredis.Redis, pool: asyncpg.Pool, consumer: str = "s1",
                **kw: Any) -> Settlement:
-    return Settlement(redis, pool, BUCKETS, consumer, **{**_VARIANT, **kw})
+    return Settlement(redis, _VARIANT.get("pool", pool), BUCKETS, consumer, **variant(**kw))
 
 
 async def test_mutations_land_in_the_ledger_and_calls(
@@ -296,6 +313,30 @@ async def test_undecodable_entries_are_parked_not_blocking(
     assert await ledger_count(pool) == 4
 
 
+async def test_entries_of_the_first_stream_format_still_settle(
+    redis: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    """Streams written before the two-field format (one stream field per column) settle as
+    they are after an upgrade; a two-field entry of the wrong shape is parked."""
+    s = settlement(redis, pool)
+    await s.ensure_groups()
+    extra = pack_extra({"dst": "4420", "duration": 60, "billed": 60, "end_ms": NOW_MS})
+    await redis.xadd(stream_key(5), {
+        "t": "acme", "a": "old", "s": "1", "k": "commit", "amt": "-700", "rsv": "-900",
+        "bal": "-700", "idem": "end:c-old", "ts": str(NOW_MS), "call": "c-old", "x": extra,
+    })
+    bad = msgpack.packb(["acme", "old", 2, "topup"])  # four columns of ten
+    await redis.xadd(stream_key(5), {"e": bad, "x": pack_extra({})})
+    assert await s.drain_once() == 2
+    row = await pool.fetchrow("SELECT * FROM ledger_entries WHERE account_id = 'old'")
+    assert (row["seq"], row["kind"], row["amount"], row["reserved"], row["balance_after"],
+            row["call_id"], row["ts"]) == (1, "commit", -700, -900, -700, "c-old", ms(NOW_MS))
+    call = await pool.fetchrow("SELECT * FROM calls WHERE call_id = 'c-old'")
+    assert (call["cost"], call["destination"], call["billed_seconds"]) == (700, "4420", 60)
+    parked: Any = await redis.xrange(dead_letter_key(5))
+    assert [p[1][b"e"] for p in parked] == [bad]
+
+
 async def test_resp3_client(redis_url: str, pool: asyncpg.Pool) -> None:
     client = aioredis.from_url(redis_url, protocol=3)
     try:
@@ -334,7 +375,7 @@ async def test_nothing_is_acked_while_postgres_is_unreachable(
     path, dsn = proxy
     via_proxy = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
-        s = settlement(redis, via_proxy)
+        s = Settlement(redis, via_proxy, BUCKETS, "s1", **variant(epoch_ms=False))
         await s.ensure_groups()
         await full_call_cycle(redis, "acme", "1001")
         assert await s.drain_once() == 4
@@ -393,7 +434,8 @@ async def test_run_rides_out_a_postgres_outage(
     path, dsn = proxy
     via_proxy = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     stop = asyncio.Event()
-    probe = Probe(redis, via_proxy, BUCKETS, "runner", target=4 * len(ACCOUNTS), **_VARIANT)
+    probe = Probe(redis, via_proxy, BUCKETS, "runner", target=4 * len(ACCOUNTS),
+                  **variant(epoch_ms=False))  # its pool goes through the proxy
     try:
         await path.stop()
         task = asyncio.create_task(probe.run(stop, idle_interval=0.01))
@@ -422,7 +464,7 @@ async def test_stop_interrupts_a_long_idle_wait(
     redis: aioredis.Redis, pool: asyncpg.Pool
 ) -> None:
     stop = asyncio.Event()
-    probe = Probe(redis, pool, BUCKETS, "s1", target=1, **_VARIANT)
+    probe = Probe(redis, _VARIANT.get("pool", pool), BUCKETS, "s1", target=1, **variant())
     task = asyncio.create_task(probe.run(stop, idle_interval=3600))
     await asyncio.wait_for(probe.idle.wait(), 10)
     stop.set()

@@ -1,7 +1,7 @@
 """Command line: serve AMI, place calls through the FastAGI server, print what happened.
 
     python -m pbx_connectors.asterisk.simulator --agi 127.0.0.1:4573 --ami-port 5038 \\
-        --user charging --secret S --calls 20 --concurrency 5 --accounts a1,a2 \\
+        --user charging --secret S [--read call,cdr] --calls 20 --concurrency 5 --accounts a1,a2 \\
         --destination +442079460000 --talk 2 [--wait-clients 1] [--serve]
 """
 
@@ -58,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ami-port", type=_count, default=5038, help="0 for a free port")
     p.add_argument("--user", default="charging")
     p.add_argument("--secret", default="charging")
+    p.add_argument("--read", default="all",
+                   help="the user's manager.conf read= classes, e.g. call,cdr")
     p.add_argument("--calls", type=_count, default=10)
     p.add_argument("--concurrency", type=_count, default=5)
     p.add_argument("--accounts", default="a1", help="comma-separated, used in turn")
@@ -112,8 +114,8 @@ def table(records: Sequence[CallRecord]) -> str:
 async def _main(args: argparse.Namespace) -> int:
     try:
         call_specs = specs(args)
-        config = SimulatorConfig(users={args.user: args.secret}, host=args.ami_host,
-                                 ami_port=args.ami_port, agi=args.agi,
+        config = SimulatorConfig(users={args.user: args.secret}, read={args.user: args.read},
+                                 host=args.ami_host, ami_port=args.ami_port, agi=args.agi,
                                  agi_timeout_s=args.agi_timeout, cel=True,
                                  record_events=False)
     except ScenarioError as exc:

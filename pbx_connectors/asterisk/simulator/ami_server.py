@@ -1,8 +1,10 @@
 """The AMI side of the simulated PBX: a TCP server speaking manager.c's wire protocol.
 
 Sessions log in (wrong credentials: ``Authentication failed`` and the connection is closed,
-as Asterisk does), then send actions answered with their ``ActionID``; logged-in sessions with
-events on receive every event. Faults for the connector's tests: ``drop`` closes every session
+as Asterisk does), then send actions answered with their ``ActionID``. Each session receives
+the events its user's ``read`` permission and its own event mask (Login ``Events:``, then the
+``Events`` action) allow, as manager.c filters them (``eventmask``); answers to actions are
+never filtered. Faults for the connector's tests: ``drop`` closes every session
 and refuses connections for a while (what happens meanwhile is lost: Asterisk replays nothing),
 ``silent`` keeps sessions open but answers nothing and sends nothing.
 """
@@ -20,6 +22,7 @@ from typing import Protocol
 from ..ami_protocol import AmiParser, Message, ProtocolError
 from .channels import Channel, duration_hms
 from .clock import format_ts
+from .eventmask import EVERYTHING, SYSTEM, event_class, get_perm, may_send, strings_to_mask
 from .events import encode
 
 log = logging.getLogger(__name__)
@@ -50,22 +53,19 @@ def _response(action: Message, status: str, message: str | None = None) -> Messa
     return msg
 
 
-def _events_on(value: str | None) -> bool:
-    """manager.c ``set_eventmask``: on/yes/true/all or class names are on; off/no/false off."""
-    if value is None:
-        return True
-    return value.strip().lower() not in ("off", "no", "false", "0", "")
-
-
 class _Session:
-    __slots__ = ("authenticated", "events", "server", "user", "writer")
+    __slots__ = ("authenticated", "readperm", "send_events", "server", "user", "writer")
 
     def __init__(self, server: AmiServer, writer: asyncio.StreamWriter) -> None:
         self.server = server
         self.writer = writer
         self.authenticated = False
-        self.events = False
+        self.readperm = 0  # the user's read= classes, set at login
+        self.send_events = EVERYTHING  # the session's event mask until Login/Events set it
         self.user = ""
+
+    def wants(self, cls: int) -> bool:
+        return self.authenticated and may_send(self.readperm, self.send_events, cls)
 
     def send(self, data: bytes) -> None:
         transport = self.writer.transport
@@ -116,12 +116,18 @@ class _Session:
 
 
 class AmiServer:
-    """Listens on ``host:port`` (0: a free port, then kept across ``drop``/``restore``)."""
+    """Listens on ``host:port`` (0: a free port, then kept across ``drop``/``restore``).
+
+    ``users`` maps user names to secrets; ``read`` gives a user's manager.conf ``read =``
+    value (a user without one reads ``all``, as the user of the recorded transcripts did).
+    """
 
     def __init__(self, control: PbxControl, users: Mapping[str, str], host: str = "127.0.0.1",
-                 port: int = 0, auth_timeout_s: float = 30.0) -> None:
+                 port: int = 0, auth_timeout_s: float = 30.0,
+                 read: Mapping[str, str] | None = None) -> None:
         self._control = control
         self._users = dict(users)
+        self._readperm = {user: get_perm((read or {}).get(user, "all")) for user in self._users}
         self._host = host
         self._port = port
         self.auth_timeout_s = auth_timeout_s
@@ -204,10 +210,12 @@ class AmiServer:
                 await asyncio.sleep(0.1)
 
     def broadcast(self, msg: Message, times: int = 1) -> None:
-        """An event (already stamped) to every session that wants events, ``times`` times."""
+        """An event (already stamped), ``times`` times, to every session whose read
+        permission and event mask cover its classes."""
         if self.silent:
             return
-        listeners = [s for s in self._sessions if s.authenticated and s.events]
+        cls = event_class(msg.get("Privilege") or "")
+        listeners = [s for s in self._sessions if s.wants(cls)]
         if not listeners:
             return
         data = encode(msg) * times
@@ -217,7 +225,8 @@ class AmiServer:
     async def flow(self) -> None:
         """Back-pressure for the calls: wait (bounded) while a client has a lot unread, so an
         in-process consumer is not dropped for being slower than the event generator."""
-        for session in [s for s in self._sessions if s.events and s.backlog() > FLOW_HIGH_WATER]:
+        for session in [s for s in self._sessions
+                        if s.authenticated and s.backlog() > FLOW_HIGH_WATER]:
             with contextlib.suppress(TimeoutError, ConnectionError, OSError):
                 async with asyncio.timeout(FLOW_WAIT_S):
                     await session.writer.drain()
@@ -268,9 +277,12 @@ class AmiServer:
             session.reply(_response(msg, "Error", "Authentication failed"))
             return False
         session.authenticated, session.user = True, user
-        session.events = _events_on(msg.get("Events"))
+        session.readperm = self._readperm[user]
+        mask = strings_to_mask(msg.get("Events"))
+        if mask is not None:  # no (or an empty) Events header keeps every event on
+            session.send_events = mask
         session.reply(_response(msg, "Success", "Authentication accepted"))
-        if session.events:
+        if session.send_events & SYSTEM and session.readperm & SYSTEM:  # as action_login
             uptime = str(int(time.time() - self._started))
             # recorded without a Timestamp header, unlike every other event
             session.send_message(Message([("Event", "FullyBooted"), ("Privilege", "system,all"),
@@ -289,8 +301,13 @@ class AmiServer:
         return True
 
     def _events(self, session: _Session, msg: Message) -> bool:
-        session.events = _events_on(msg.get("EventMask") or "off")
-        session.reply(_response(msg, "Events On" if session.events else "Events Off"))
+        mask = strings_to_mask(msg.get("EventMask"))
+        if mask is None:
+            session.reply(_response(msg, "Error", "Invalid event mask"))
+            return True
+        session.send_events = mask
+        reply = _response(msg, "Success")
+        session.reply(reply.add("Events", "On" if mask > 0 else "Off"))
         return True
 
     def _hangup(self, session: _Session, msg: Message) -> bool:

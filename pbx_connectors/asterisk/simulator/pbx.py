@@ -35,9 +35,12 @@ class SimulatorConfig:
     ``agi`` is the FastAGI server (host, port) the A-leg's dialplan calls; None plays the
     ``outbound-noagi`` dialplan of transcript 03 (no authorization step). ``agi_timeout_s`` is
     how long a FastAGI session may stay open before the call is recorded as stuck.
+    ``read`` is a user's manager.conf ``read =`` value (for example ``"call,cdr"``, as in
+    ``deploy/asterisk/manager.conf``); a user not in it reads ``all``.
     """
 
     users: Mapping[str, str] = field(default_factory=lambda: dict(_DEFAULT_USERS))
+    read: Mapping[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     ami_port: int = 0
     agi: tuple[str, int] | None = ("127.0.0.1", 4573)
@@ -55,6 +58,10 @@ class SimulatorConfig:
         if not self.users or not all(isinstance(u, str) and u and isinstance(s, str)
                                      for u, s in self.users.items()):
             raise ScenarioError("users must map non-empty user names to secrets")
+        for user, perms in self.read.items():
+            if user not in self.users or not isinstance(perms, str):
+                raise ScenarioError(f"read must map users of `users` to permission lists, "
+                                    f"not {user!r}: {perms!r}")
         if not 0 <= self.ami_port <= 65535:
             raise ScenarioError(f"ami_port {self.ami_port} is not a TCP port")
         if self.agi is not None:
@@ -138,7 +145,8 @@ class Simulator:
                                     dial_timeout_s=cfg.dial_timeout_s, cel=cfg.cel,
                                     record_events=cfg.record_events, version=cfg.version)
         self._clock = EventClock()
-        self._ami = AmiServer(self, cfg.users, cfg.host, cfg.ami_port, cfg.auth_timeout_s)
+        self._ami = AmiServer(self, cfg.users, cfg.host, cfg.ami_port, cfg.auth_timeout_s,
+                              cfg.read)
         self._prefix = cfg.call_id_prefix or f"sim{secrets.randbelow(10**8):08d}"
         self._call_no = itertools.count(1)
         self._local_no = itertools.count(0x200)
