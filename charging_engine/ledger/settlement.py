@@ -277,7 +277,9 @@ class Settlement:
                 if thorough:
                     next_thorough = loop.time() + self.reclaim_idle_ms / 2000
                 backoff = BACKOFF_MIN
-                if n == 0:
+                if n < self.batch_size // 4:
+                    # Little to do: let entries gather into a fuller batch instead of polling
+                    # every bucket in a tight loop (tens of thousands of reads/s for a trickle).
                     await _wait(stop, idle_interval)
                 continue
             await _wait(stop, backoff)
