@@ -18,9 +18,10 @@ local function member(ARGV, call) return ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. cal
 -- amount, reserved, balance, idem, ts, call} (numbers as the mutation had them: integers or
 -- their decimal strings), and 'x', the caller's msgpack extra as given. Two fields instead of
 -- eleven make the XADD and the settlement's reads and decoding several times cheaper.
-local function append(KEYS, ARGV, kind, amt, rsv, call, idem, extra)
+-- `bal` is the balance after the mutation when the caller knows it (one read fewer).
+local function append(KEYS, ARGV, kind, amt, rsv, call, idem, extra, bal)
   local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-  local bal = redis.call('HGET', KEYS[1], 'balance')
+  if bal == nil then bal = redis.call('HGET', KEYS[1], 'balance') end
   redis.call('XADD', KEYS[5], '*',
     'e', cmsgpack.pack({ARGV[1], ARGV[2], seq, kind, amt, rsv, bal, idem, ARGV[3], call}),
     'x', extra)
@@ -37,7 +38,8 @@ end
 local function account_state(KEYS)
   local f = redis.call('HMGET', KEYS[1], 'balance', 'credit', 'reserved', 'status')
   if not f[1] then return nil end
-  return {balance = num(f[1]), credit = num(f[2]), reserved = num(f[3]), status = f[4]}
+  return {balance = num(f[1]), credit = num(f[2]), reserved = num(f[3]), status = f[4],
+          balance_text = f[1]}
 end
 
 --[[
@@ -116,7 +118,7 @@ local function authorize(KEYS, ARGV)
   redis.call('HSET', KEYS[2], call, amt)
   redis.call('HSET', KEYS[3], call, ARGV[9])
   redis.call('ZADD', KEYS[4], tonumber(ARGV[8]), member(ARGV, call))
-  append(KEYS, ARGV, 'reserve', 0, amt, call, 'reserve:' .. call, ARGV[10])
+  append(KEYS, ARGV, 'reserve', 0, amt, call, 'reserve:' .. call, ARGV[10], a.balance_text)
   return {'ok', amt, avail - amt, 0}
 end
 
@@ -150,7 +152,7 @@ local function extend(KEYS, ARGV)
   redis.call('HINCRBY', KEYS[1], 'reserved', add)
   local total = redis.call('HINCRBY', KEYS[2], call, add)
   redis.call('ZADD', KEYS[4], 'XX', tonumber(ARGV[8]), member(ARGV, call))
-  append(KEYS, ARGV, 'extend', 0, add, call, idem_name(KEYS), ARGV[9])
+  append(KEYS, ARGV, 'extend', 0, add, call, idem_name(KEYS), ARGV[9], a.balance_text)
   remember(KEYS, ARGV, string.format('%d', total))
   return {'ok', total, avail - add}
 end
@@ -185,7 +187,7 @@ local function settle(KEYS, ARGV)
   else
     bal = num(redis.call('HGET', KEYS[1], 'balance'))
   end
-  local seq = append(KEYS, ARGV, kind, -cost, -held, call, idem_name(KEYS), ARGV[9])
+  local seq = append(KEYS, ARGV, kind, -cost, -held, call, idem_name(KEYS), ARGV[9], bal)
   watch(KEYS, ARGV, seq, bal, -cost)
   remember(KEYS, ARGV, string.format('%d %d %d ', cost, bal, tonumber(ARGV[10]) or 0)
     .. (ARGV[11] or ''))
@@ -207,7 +209,7 @@ local function credit(KEYS, ARGV)
   local avail = a.balance + a.credit - a.reserved
   if kind == 'withdraw' and avail < -amount then return {'insufficient_funds', a.balance, avail} end
   local bal = redis.call('HINCRBY', KEYS[1], 'balance', amount)
-  local seq = append(KEYS, ARGV, kind, amount, 0, ARGV[8] or '', idem_name(KEYS), ARGV[7])
+  local seq = append(KEYS, ARGV, kind, amount, 0, ARGV[8] or '', idem_name(KEYS), ARGV[7], bal)
   watch(KEYS, ARGV, seq, bal, amount)
   remember(KEYS, ARGV, string.format('%d', bal))
   return {'ok', bal, avail + amount}
