@@ -20,6 +20,7 @@ class Reason(StrEnum):
     ALREADY_ENDED = "already_ended"
     UNKNOWN_CALL = "unknown_call"
     DUPLICATE = "duplicate"
+    MAX_CALL_DURATION = "max_call_duration"  # the longest call allowed is reached, not the money
 
 
 class InvalidRequest(ValueError):

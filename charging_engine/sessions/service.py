@@ -265,9 +265,12 @@ class ChargingService:
             left = max(0, total_granted - (now - rec.answer_ms) // 1000)
         if status == "repeat" or (status == "ok" and total_granted > granted):
             return Extension(True, Reason.OK, total_granted, left)
-        reason = Reason.INSUFFICIENT_FUNDS if status in ("ok", "insufficient_funds") else (
-            Reason.UNKNOWN_CALL if status == "not_found" else Reason.ACCOUNT_SUSPENDED
-        )
+        if target <= granted:  # nothing was asked of Redis: the cap, not the money, binds
+            reason = Reason.MAX_CALL_DURATION
+        elif status in ("ok", "insufficient_funds"):
+            reason = Reason.INSUFFICIENT_FUNDS
+        else:
+            reason = Reason.UNKNOWN_CALL if status == "not_found" else Reason.ACCOUNT_SUSPENDED
         return Extension(False, reason, total_granted, left)
 
     async def end(

@@ -30,7 +30,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -38,6 +38,14 @@ from charging_engine.balance.keys import KeyError_, check_id
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+# Asterisk manager event classes (main/manager.c's perms table), as a login's Events: lists them.
+AMI_EVENT_CLASSES: Final = frozenset({
+    "system", "call", "log", "verbose", "command", "agent", "user", "config", "dtmf",
+    "reporting", "cdr", "dialplan", "originate", "agi", "cc", "aoc", "test", "security",
+    "message",
+})
 
 
 class ConfigError(ValueError):
@@ -61,6 +69,26 @@ class AmiConfig(_Strict):
     action_timeout_s: Seconds = 5.0
     reconnect_min_s: Seconds = 0.5
     reconnect_max_s: Seconds = 30.0
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: str) -> str:
+        """What Asterisk would make of it: a comma list without spaces ("call, cdr" means call
+        only), which must hold call (channels, hangups) and cdr (reconciliation); or "on"."""
+        if value == "on":
+            return value
+        names = value.split(",")
+        if unknown := [n for n in names if n not in AMI_EVENT_CLASSES]:
+            raise ValueError(
+                f"unknown AMI event class {unknown[0]!r} (a comma list without spaces,"
+                " e.g. call,cdr)"
+            )
+        if missing := sorted({"call", "cdr"} - set(names)):
+            raise ValueError(
+                f"events must include {', '.join(missing)}: the connector follows calls"
+                " (call) and reconciles their charges with the Cdr (cdr)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _secret_source(self) -> AmiConfig:

@@ -72,6 +72,15 @@ def test_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     (GOOD.replace('tenant = "acme"', 'tenant = "a b"'), "tenant 'a b' must be"),
     (GOOD.replace("answer_timeout_s = 0.5", "answer_timeout_s = 0"), "greater than 0"),
     (GOOD.replace("cdr_tolerance_s = 2", "cdr_tolerance_s = -1"), "greater than or equal"),
+    (GOOD.replace('username = "charging"\nsecret = "s3cret"',
+                  'username = "charging"\nsecret = "s3cret"\nevents = "call, cdr"'),
+     r"ami\.events: .*unknown AMI event class ' cdr'"),
+    (GOOD.replace('username = "charging"\nsecret = "s3cret"',
+                  'username = "charging"\nsecret = "s3cret"\nevents = "off"'),
+     "unknown AMI event class 'off'"),
+    (GOOD.replace('username = "charging"\nsecret = "s3cret"',
+                  'username = "charging"\nsecret = "s3cret"\nevents = "call"'),
+     "events must include cdr"),
 ])
 def test_bad_files_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

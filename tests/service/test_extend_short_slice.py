@@ -115,4 +115,5 @@ async def test_stops_at_the_longest_call(store: BalanceStore, clock: Clock) -> N
     assert (await svc.extend("t1", "a3", "c1", 1)).max_seconds == 120
     capped = await svc.extend("t1", "a3", "c1", 2)
     assert not capped.extended and capped.max_seconds == 120
+    assert capped.reason is Reason.MAX_CALL_DURATION  # not the money: it had plenty
     assert await reserved(store, "a3") == 120_000
