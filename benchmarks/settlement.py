@@ -115,7 +115,7 @@ async def worker(redis_url: str, dsn: str, name: str,
     transport = RespTransport(redis_url, connections=SHARDS)
     try:
         yield cls(redis, pool, BUCKETS, name, batch_size=BATCH, transport=transport,
-                  shards=SHARDS, epoch_ms=True)
+                  shards=SHARDS, epoch_ms=True, multi_stream_reads=True)
     finally:
         await transport.aclose()
         await pool.close()

@@ -101,6 +101,7 @@ async def open_engine(
             redis, settle_pool, settings.buckets, settings.consumer_name,
             batch_size=settings.settle_batch, reclaim_idle_ms=settings.reclaim_idle_ms,
             transport=settle_transport, shards=settings.settle_shards, epoch_ms=True,
+            multi_stream_reads=True,  # RespTransport speaks to one node
         )
         await settlement.ensure_groups()
         yield Engine(settings, redis, pool, store, service, settlement,

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
@@ -152,6 +152,9 @@ class Settlement:
     stream reads and acks (a dedicated ``RespTransport`` skips redis-py's per-entry parsing
     and argument packing; the default redis-py pipeline also works with Redis Cluster).
     ``epoch_ms`` says ``pool`` is settlement's own, made with ``init=epoch_ms_codec``.
+    ``multi_stream_reads`` reads a shard's new entries with one XREADGROUP over all its streams
+    (one command instead of one per bucket, polled or not); only on single-node Redis, where
+    keys of different hash slots may share a command.
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class Settlement:
         transport: Transport | None = None,
         shards: int = 1,
         epoch_ms: bool = False,
+        multi_stream_reads: bool = False,
     ) -> None:
         if buckets < 1 or batch_size < 1 or reclaim_idle_ms < 0 or shards < 1:
             raise ValueError(
@@ -174,6 +178,8 @@ class Settlement:
         self.redis = redis
         self._transport: Transport = transport or RedisPyTransport(redis)
         self._epoch_ms = epoch_ms  # the pool was made with ``init=epoch_ms_codec``
+        self._multi_stream_reads = multi_stream_reads
+        self._bucket_of_key = {stream_key(b): b for b in range(buckets)}
         self.pool = pool
         self.buckets = buckets
         self.consumer = consumer
@@ -292,6 +298,9 @@ class Settlement:
     ) -> None:
         """Own pending entries, then reclaimed ones of dead consumers (when ``thorough``), then
         new ones, into ``seen`` (an entry delivered by two of the reads counts once)."""
+        if not thorough and self._multi_stream_reads:
+            await self._read_new(seen, buckets)
+            return
         count = self._read_count
         group, consumer = self.group, self.consumer
         commands: list[Command] = []
@@ -318,6 +327,25 @@ class Settlement:
                     raise res
             self._claim_cursor[b] = _text(claimed[0]) or "0-0"
             for raw_id, fields in [*_read_entries(own), *claimed[1], *_read_entries(new)]:
+                sid = _text(raw_id)
+                if (b, sid) not in seen:
+                    seen[(b, sid)] = _decode(b, sid, fields)
+
+    async def _read_new(self, seen: dict[tuple[int, str], _Item], buckets: Sequence[int]) -> None:
+        """New entries of all the shard's streams in one XREADGROUP."""
+        keys = [stream_key(b) for b in buckets]
+        (res,) = await self._transport.execute_many([(
+            "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", self._read_count,
+            "STREAMS", *keys, *[">"] * len(keys),
+        )])
+        if _is_nogroup(res):
+            self._need_groups = True  # a stream was flushed: recreate, read again
+            return
+        if isinstance(res, Exception):
+            raise res
+        for key, entries in _streams(res):
+            b = self._bucket_of_key[_text(key)]
+            for raw_id, fields in entries:
                 sid = _text(raw_id)
                 if (b, sid) not in seen:
                     seen[(b, sid)] = _decode(b, sid, fields)
@@ -426,20 +454,24 @@ def _is_nogroup(res: object) -> bool:
     return isinstance(res, redis.exceptions.ResponseError) and "NOGROUP" in str(res)
 
 
-def _read_entries(res: Any) -> list[tuple[Any, Any]]:
-    """Entries of a one-stream XREADGROUP reply, whichever shape the client parsed it into."""
+def _streams(res: Any) -> Iterator[tuple[Any, list[Any]]]:
+    """(stream key, entries) of an XREADGROUP reply, whichever shape the client parsed it
+    into (RESP2 list, RESP3 map; redis-py's or raw)."""
     if not res:
-        return []
-    streams: Iterable[Any] = res.values() if isinstance(res, dict) else (s[1] for s in res)
-    out: list[tuple[Any, Any]] = []
-    for entries in streams:
+        return
+    pairs = res.items() if isinstance(res, dict) else ((s[0], s[1]) for s in res)
+    for key, entries in pairs:
         # RESP3 without legacy shaping wraps each stream's list in one more list (a raw
         # RESP2 reply's single entry is also a one-element list, but of [id, fields]).
         if (len(entries) == 1 and isinstance(entries[0], list)
                 and (not entries[0] or isinstance(entries[0][0], list | tuple))):
             entries = entries[0]
-        out.extend((e[0], e[1]) for e in entries)
-    return out
+        yield key, entries
+
+
+def _read_entries(res: Any) -> list[tuple[Any, Any]]:
+    """Entries of a one-stream XREADGROUP reply."""
+    return [(e[0], e[1]) for _, entries in _streams(res) for e in entries]
 
 
 def _decode(bucket: int, sid: str, fields: Any) -> _Item:

@@ -75,15 +75,16 @@ async def transport_variant(
     request: pytest.FixtureRequest, redis_url: str, database_url: str
 ) -> AsyncIterator[None]:
     """Every test runs with the default transport (a redis-py pipeline, one shard: what works
-    with Redis Cluster) and as the engine runs settlement: own RESP connections, 3 shards, its
-    own Postgres pool carrying times as epoch milliseconds."""
+    with Redis Cluster) and as the engine runs settlement: own RESP connections, 3 shards
+    reading all their streams in one command, its own pool carrying times as epoch ms."""
     if request.param == "redis-py":
         yield
         return
     transport = RespTransport(redis_url, connections=3)
     own_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=3,
                                          init=epoch_ms_codec)
-    _VARIANT.update(transport=transport, shards=3, epoch_ms=True, pool=own_pool)
+    _VARIANT.update(transport=transport, shards=3, epoch_ms=True, multi_stream_reads=True,
+                    pool=own_pool)
     try:
         yield
     finally:
