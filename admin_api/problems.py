@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from charging_engine.realtime.problems import (
+    INVALID_REQUEST,
+    NOT_FOUND,
     ApiProblem,
     FieldError,
     Problem,
@@ -49,8 +51,6 @@ __all__ = [
 UNAVAILABLE: Final = "unavailable"
 INTERNAL: Final = "internal_error"
 FORBIDDEN: Final = "forbidden"
-NOT_FOUND: Final = "not_found"
-INVALID_REQUEST: Final = "invalid_request"
 DECK_REJECTED: Final = "deck_rejected"
 
 _DESCRIPTIONS: Final[dict[int, str]] = {
