@@ -30,7 +30,7 @@ from charging_engine.catalog import Account, Catalog, CatalogData, Tenant
 from charging_engine.devservers import RedisServer, ensure_binaries
 from charging_engine.rating.model import Rate, RatePlan
 from charging_engine.runtime import tune_gc
-from charging_engine.sessions.blob import SessionInfo, pack_session
+from charging_engine.sessions.blob import SessionInfo, call_detail, pack_session
 from charging_engine.sessions.service import ChargingService
 
 BUCKETS = 64
@@ -73,9 +73,7 @@ def payload_sizes() -> tuple[int, int]:
     so redis-benchmark stores as much per call (Redis keeps both opaque)."""
     now = int(time.time() * 1000)
     info = SessionInfo(PLAN.rates[0], "12125550100", PLAN.plan_id, now)
-    cdr = {"dst": info.destination, "prefix": "1", "plan": info.plan_id, "start_ms": now,
-           "answer_ms": None, "end_ms": now + 42_000, "duration": 42, "billed": 42,
-           "disposition": "answered"}
+    cdr = call_detail(info, None, now + 42_000, 42, 42, "answered")  # ended unanswered, as here
     return len(pack_session(info)), len(pack_extra(cdr))
 
 

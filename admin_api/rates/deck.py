@@ -24,7 +24,7 @@ from admin_api.rates import repo
 from admin_api.rates.routes import PLAN, get_plan
 from admin_api.rates.schemas import DeckImported
 from admin_api.schemas import PlanPath
-from charging_engine.ledger.catalog_repo import replace_rate_plan
+from charging_engine.ledger.catalog_repo import rate_of, replace_rate_plan
 from charging_engine.rating.deck import COLUMNS, DeckError, format_deck, parse_deck
 from charging_engine.rating.model import RatePlan
 
@@ -100,7 +100,7 @@ async def _csv(rows: Sequence[asyncpg.Record]) -> AsyncIterator[bytes]:
     """The deck in chunks, yielding to the event loop between them."""
     yield format_deck([]).encode()
     for start in range(0, len(rows), EXPORT_CHUNK):
-        chunk = [repo.rate_of(r) for r in rows[start : start + EXPORT_CHUNK]]
+        chunk = [rate_of(r) for r in rows[start : start + EXPORT_CHUNK]]
         body = format_deck(chunk)
         yield body[body.index("\r\n") + 2 :].encode()
 

@@ -2,49 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import time
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 
-from charging_engine.ledger.catalog_repo import RATE_COLUMNS, Conn
-from charging_engine.money import Rounding
-from charging_engine.rating.model import Rate, TimeBand
+from charging_engine.ledger.catalog_repo import RATE_COLUMNS, Conn, rate_values
+from charging_engine.rating.model import Rate
 
-_MIDNIGHT: Final = time(0, 0)
 _RATE_SELECT: Final = f"SELECT id, {', '.join(RATE_COLUMNS)} FROM rates"
-
-
-def rate_of(r: asyncpg.Record) -> Rate:
-    band = None
-    if r["band_name"] is not None:
-        days = r["band_weekdays"]
-        band = TimeBand(
-            name=r["band_name"],
-            weekdays=frozenset(days) if days is not None else frozenset(range(7)),
-            start=r["band_start"] if r["band_start"] is not None else _MIDNIGHT,
-            end=r["band_end"] if r["band_end"] is not None else _MIDNIGHT,
-        )
-    return Rate(
-        prefix=r["prefix"], price_per_minute=r["price_per_minute"],
-        description=r["description"], connect_fee=r["connect_fee"],
-        min_duration=r["min_duration"], first_increment=r["first_increment"],
-        next_increment=r["next_increment"], grace_seconds=r["grace_seconds"],
-        rounding=Rounding(r["rounding"]), decimals=r["decimals"], band=band,
-        active_from=r["active_from"],
-    )
-
-
-def row_values(rate: Rate) -> tuple[Any, ...]:
-    """The rate's columns after tenant_id, plan_id, in RATE_COLUMNS order."""
-    band = rate.band
-    return (
-        rate.prefix, rate.description, rate.price_per_minute, rate.connect_fee,
-        rate.min_duration, rate.first_increment, rate.next_increment, rate.grace_seconds,
-        Rounding(rate.rounding).value, rate.decimals,
-        band.name if band else None, sorted(band.weekdays) if band else None,
-        band.start if band else None, band.end if band else None, rate.active_from,
-    )
 
 
 async def plan(
@@ -118,7 +83,7 @@ async def insert_rate(conn: Conn, tenant_id: str, plan_id: str, r: Rate) -> int:
     marks = ", ".join(f"${i}" for i in range(1, len(RATE_COLUMNS) + 1))
     rate_id: int = await conn.fetchval(
         f"INSERT INTO rates ({cols}) VALUES ({marks}) RETURNING id",
-        tenant_id, plan_id, *row_values(r),
+        tenant_id, plan_id, *rate_values(r),
     )
     return rate_id
 
@@ -127,5 +92,5 @@ async def update_rate(conn: Conn, tenant_id: str, plan_id: str, rate_id: int, r:
     sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(RATE_COLUMNS[2:], start=4))
     await conn.execute(
         f"UPDATE rates SET {sets} WHERE tenant_id = $1 AND plan_id = $2 AND id = $3",
-        tenant_id, plan_id, rate_id, *row_values(r),
+        tenant_id, plan_id, rate_id, *rate_values(r),
     )

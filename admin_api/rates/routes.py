@@ -24,6 +24,7 @@ from admin_api.rates.schemas import (
     rate_out,
 )
 from admin_api.schemas import Cursor, Limit, PlanPath, RowIdPath
+from charging_engine.ledger.catalog_repo import rate_of
 from charging_engine.rating.model import Rate, RateError
 
 router = APIRouter(tags=["rates"])
@@ -136,7 +137,7 @@ async def list_rates(
                             after_id=after[0] if after else None, limit=limit + 1)
     items, more = pagination.page(rows, limit)
     cur = plan["currency"].strip()
-    return RatePage(items=[rate_out(r["id"], repo.rate_of(r), cur) for r in items],
+    return RatePage(items=[rate_out(r["id"], rate_of(r), cur) for r in items],
                     next_cursor=pagination.encode(items[-1]["id"]) if more else None)
 
 
@@ -158,7 +159,7 @@ async def _save_rate(
             old = await repo.rate(conn, scope.tenant_id, plan_id, rate_id)
             if old is None:
                 raise not_found(f"rate {rate_id}")
-            before = rate_out(rate_id, repo.rate_of(old), None).model_dump()
+            before = rate_out(rate_id, rate_of(old), None).model_dump()
         other = await repo.clashing(conn, scope.tenant_id, plan_id, new, rate_id)
         if other is not None:
             raise conflict("duplicate_rate",
@@ -189,7 +190,7 @@ async def get_rate(ctx: Ctx, scope: Readers, plan_id: PlanPath, rate_id: RowIdPa
     row = await repo.rate(ctx.pool, scope.tenant_id, plan_id, rate_id)
     if row is None:
         raise not_found(f"rate {rate_id}")
-    return rate_out(rate_id, repo.rate_of(row), plan["currency"].strip())
+    return rate_out(rate_id, rate_of(row), plan["currency"].strip())
 
 
 @router.put(PLAN + "/rates/{rate_id}", response_model=RateOut,
@@ -214,6 +215,6 @@ async def delete_rate(
                            scope.tenant_id, plan_id, rate_id)
         await record_change(conn, scope.caller, scope.tenant_id, "rate.delete",
                             f"rate_plan:{plan_id}:rate:{rate_id}",
-                            rate_out(rate_id, repo.rate_of(old), None).model_dump(), None)
+                            rate_out(rate_id, rate_of(old), None).model_dump(), None)
     await ctx.refresher.refresh()
     return Response(status_code=204)

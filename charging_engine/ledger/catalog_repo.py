@@ -94,7 +94,7 @@ async def _load(c: asyncpg.Connection) -> CatalogData:
     for r in await c.fetch(
         f"SELECT {', '.join(RATE_COLUMNS)} FROM rates ORDER BY tenant_id, plan_id, id"
     ):
-        rates.setdefault((r["tenant_id"], r["plan_id"]), []).append(_rate_of(r))
+        rates.setdefault((r["tenant_id"], r["plan_id"]), []).append(rate_of(r))
     plans = [
         (
             r["tenant_id"],
@@ -120,7 +120,8 @@ async def _load(c: asyncpg.Connection) -> CatalogData:
     )
 
 
-def _rate_of(r: asyncpg.Record) -> Rate:
+def rate_of(r: asyncpg.Record) -> Rate:
+    """A ``rates`` row (RATE_COLUMNS) as the rating model's Rate."""
     band = None
     if r["band_name"] is not None:
         weekdays = r["band_weekdays"]
@@ -146,17 +147,15 @@ def _rate_of(r: asyncpg.Record) -> Rate:
     )
 
 
-def _rate_row(tenant_id: str, plan_id: str, rate: Rate) -> tuple[Any, ...]:
+def rate_values(rate: Rate) -> tuple[Any, ...]:
+    """The rate's columns after tenant_id, plan_id, in RATE_COLUMNS order."""
     band = rate.band
     return (
-        tenant_id, plan_id, rate.prefix, rate.description, rate.price_per_minute,
-        rate.connect_fee, rate.min_duration, rate.first_increment, rate.next_increment,
-        rate.grace_seconds, rate.rounding.value, rate.decimals,
-        band.name if band else None,
-        sorted(band.weekdays) if band else None,
-        band.start if band else None,
-        band.end if band else None,
-        rate.active_from,
+        rate.prefix, rate.description, rate.price_per_minute, rate.connect_fee,
+        rate.min_duration, rate.first_increment, rate.next_increment, rate.grace_seconds,
+        Rounding(rate.rounding).value, rate.decimals,
+        band.name if band else None, sorted(band.weekdays) if band else None,
+        band.start if band else None, band.end if band else None, rate.active_from,
     )
 
 
@@ -207,7 +206,7 @@ async def replace_rate_plan(conn: Conn, tenant_id: str, plan: RatePlan, name: st
         if plan.rates:
             await c.copy_records_to_table(
                 "rates",
-                records=[_rate_row(tenant_id, plan.plan_id, r) for r in plan.rates],
+                records=[(tenant_id, plan.plan_id, *rate_values(r)) for r in plan.rates],
                 columns=RATE_COLUMNS,
             )
 

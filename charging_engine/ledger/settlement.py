@@ -327,9 +327,7 @@ class Settlement:
                     raise res
             self._claim_cursor[b] = _text(claimed[0]) or "0-0"
             for raw_id, fields in [*_read_entries(own), *claimed[1], *_read_entries(new)]:
-                sid = _text(raw_id)
-                if (b, sid) not in seen:
-                    seen[(b, sid)] = _decode(b, sid, fields)
+                _keep(seen, b, raw_id, fields)
 
     async def _read_new(self, seen: dict[tuple[int, str], _Item], buckets: Sequence[int]) -> None:
         """New entries of all the shard's streams in one XREADGROUP."""
@@ -346,9 +344,7 @@ class Settlement:
         for key, entries in _streams(res):
             b = self._bucket_of_key[_text(key)]
             for raw_id, fields in entries:
-                sid = _text(raw_id)
-                if (b, sid) not in seen:
-                    seen[(b, sid)] = _decode(b, sid, fields)
+                _keep(seen, b, raw_id, fields)
 
     async def _park(self, items: list[_Item]) -> None:
         """Copy undecodable entries (with their fields) to the dead-letter stream before the
@@ -472,6 +468,13 @@ def _streams(res: Any) -> Iterator[tuple[Any, list[Any]]]:
 def _read_entries(res: Any) -> list[tuple[Any, Any]]:
     """Entries of a one-stream XREADGROUP reply."""
     return [(e[0], e[1]) for _, entries in _streams(res) for e in entries]
+
+
+def _keep(seen: dict[tuple[int, str], _Item], bucket: int, raw_id: Any, fields: Any) -> None:
+    """Decode a delivered entry into ``seen`` once, however many reads delivered it."""
+    sid = _text(raw_id)
+    if (bucket, sid) not in seen:
+        seen[(bucket, sid)] = _decode(bucket, sid, fields)
 
 
 def _decode(bucket: int, sid: str, fields: Any) -> _Item:

@@ -7,6 +7,7 @@ authorized under even if the tariff changes mid-call or another engine process e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
@@ -34,6 +35,18 @@ def pack_session(info: SessionInfo) -> bytes:
         r.prefix, r.price_per_minute, r.connect_fee, r.min_duration, r.first_increment,
         r.next_increment, r.grace_seconds, r.rounding.value, r.decimals,
     ])
+
+
+def call_detail(
+    info: SessionInfo, answer_ms: int | None, end_ms: int, duration: int, billed: int,
+    disposition: str,
+) -> dict[str, Any]:
+    """The CDR a settlement's ledger entry carries; settlement turns it into the calls row."""
+    return {
+        "dst": info.destination, "prefix": info.rate.prefix, "plan": info.plan_id,
+        "start_ms": info.started_ms, "answer_ms": answer_ms, "end_ms": end_ms,
+        "duration": duration, "billed": billed, "disposition": disposition,
+    }
 
 
 def unpack_session(blob: bytes) -> SessionInfo:

@@ -30,7 +30,7 @@ from charging_engine.rating.pricing import (
     price_of_billed,
     reservation_terms,
 )
-from charging_engine.sessions.blob import SessionInfo, pack_session, unpack_session
+from charging_engine.sessions.blob import SessionInfo, call_detail, pack_session, unpack_session
 from charging_engine.sessions.model import (
     Answered,
     Charge,
@@ -329,11 +329,7 @@ class ChargingService:
         rate = info.rate
         billed = billed_seconds(rate, duration)
         amount = price_of_billed(rate, billed)
-        extra = {
-            "dst": info.destination, "prefix": rate.prefix, "plan": info.plan_id,
-            "start_ms": info.started_ms, "answer_ms": answer_ms, "end_ms": end_ms,
-            "duration": duration, "billed": billed, "disposition": disposition,
-        }
+        extra = call_detail(info, answer_ms, end_ms, duration, billed, disposition)
         if note:
             extra["note"] = note
         res = await self.store.settle(

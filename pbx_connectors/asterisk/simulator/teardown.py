@@ -124,6 +124,26 @@ def _dial_times(legs: Legs) -> None:
     legs.var(legs.a, "DIALSTATUS", "ANSWER")
 
 
+def _unbridge_callee(legs: Legs, b1: Channel) -> None:
+    """The callee side's Local half leaves the bridge (03, 06)."""
+    legs.var(b1, "BRIDGEPEER", "")
+    legs.var(legs.a, "BRIDGEPEER", "")
+    legs.leave_bridge(b1)
+
+
+def _caller_leaves(legs: Legs, cause: int) -> None:
+    """Once the callee side is gone: early CDR, the caller leaves and the bridge goes, Dial's
+    result variables, and the caller's hangup starts (03, 06)."""
+    legs.cdr_early()
+    legs.leave_bridge(legs.a)
+    legs.destroy_bridge()
+    _dial_times(legs)
+    legs.soft_hangup(legs.a)
+    if legs.alive(legs.h):
+        legs.var(legs.h, "CHANLOCALSTATUS", "ANSWER")
+        legs.hangup_request(legs.h, cause)
+
+
 def end_by_callee(legs: Legs, cause: int, dialplan: bool) -> None:
     """03: the callee leg hangs up (its dialplan returns from the talk Gosub, or AMI)."""
     a, h = legs.a, legs.h
@@ -138,18 +158,9 @@ def end_by_callee(legs: Legs, cause: int, dialplan: bool) -> None:
     legs.soft_hangup(b2)
     legs.hangup_request(b1, cause)
     legs.hang(b2, cause)
-    legs.var(b1, "BRIDGEPEER", "")
-    legs.var(a, "BRIDGEPEER", "")
-    legs.leave_bridge(b1)
+    _unbridge_callee(legs, b1)
     legs.hang(b1, cause)
-    legs.cdr_early()
-    legs.leave_bridge(a)
-    legs.destroy_bridge()
-    _dial_times(legs)
-    legs.soft_hangup(a)
-    if legs.alive(h):
-        legs.var(h, "CHANLOCALSTATUS", "ANSWER")
-        legs.hangup_request(h, cause)
+    _caller_leaves(legs, cause)
     legs.hang(a, cause)
     if legs.alive(h):
         legs.hang(h, cause)
@@ -159,19 +170,10 @@ def end_by_limit(legs: Legs, cause: int = 16) -> None:
     """06: Dial's ``L()`` limit expires; the bridge pushes the callee out first."""
     a, h = legs.a, legs.h
     b1, b2 = _b(legs)
-    legs.var(b1, "BRIDGEPEER", "")
-    legs.var(a, "BRIDGEPEER", "")
-    legs.leave_bridge(b1)
+    _unbridge_callee(legs, b1)
     legs.hangup_request(b2, cause)
     legs.hang(b1, cause)
-    legs.cdr_early()
-    legs.leave_bridge(a)
-    legs.destroy_bridge()
-    _dial_times(legs)
-    legs.soft_hangup(a)
-    if legs.alive(h):
-        legs.var(h, "CHANLOCALSTATUS", "ANSWER")
-        legs.hangup_request(h, cause)
+    _caller_leaves(legs, cause)
     legs.hang(a, cause)
     legs.soft_hangup(b2)
     legs.hang(b2, cause)
