@@ -211,20 +211,3 @@ def view(key: KeyRecord, now: datetime) -> dict[str, Any]:
         "created_by": key.created_by, "expires_at": key.expires_at,
         "revoked_at": key.revoked_at, "rotated_from": key.rotated_from,
     }
-
-
-async def create_platform_key(dsn: str, name: str) -> tuple[str, str]:
-    """For ``charging-engine create-platform-key``: (key id, secret), audited as the CLI."""
-    from admin_api.audit import record_change
-
-    conn: asyncpg.Connection = await asyncpg.connect(dsn)
-    try:
-        async with conn.transaction():
-            key, secret = await create_key(conn, None, Role.PLATFORM, name, "cli")
-            await record_change(
-                conn, Caller("cli", Role.PLATFORM, None), None, "platform_key.create",
-                f"key:{key.key_id}", None, {"key_id": key.key_id, "name": name},
-            )
-    finally:
-        await conn.close()
-    return key.key_id, secret

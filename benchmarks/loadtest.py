@@ -344,7 +344,7 @@ async def drive(args: argparse.Namespace, redis_url: str, database_url: str, buc
     try:
         with (out_dir / "engine.log").open("wb") as log:
             engine = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "charging_engine", "serve", env=env, stdout=log,
+                sys.executable, "-m", "charging_server", "serve", env=env, stdout=log,
                 stderr=asyncio.subprocess.STDOUT)
         try:
             try:

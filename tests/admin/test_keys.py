@@ -140,7 +140,7 @@ async def test_the_first_platform_key_comes_from_the_command_line(
 ) -> None:
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "charging_engine", "create-platform-key", "--name", "operator",
+        sys.executable, "-m", "charging_server", "create-platform-key", "--name", "operator",
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     out, err = await proc.communicate()

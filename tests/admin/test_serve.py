@@ -19,7 +19,7 @@ async def test_serve_runs_the_admin_api_and_its_alert_feed(
 ) -> None:
     env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "charging_engine", "create-platform-key", env=env,
+        sys.executable, "-m", "charging_server", "create-platform-key", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()

@@ -82,7 +82,7 @@ class EngineProcess:
     async def start(self, consumer: str) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 - starting a child is instant
-                [sys.executable, "-m", "charging_engine", "-v", "serve"],
+                [sys.executable, "-m", "charging_server", "-v", "serve"],
                 env={**self.env, "CE_CONSUMER_NAME": consumer},
                 stdout=out, stderr=subprocess.STDOUT,
             )

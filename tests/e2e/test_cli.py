@@ -17,7 +17,7 @@ from tests.e2e.support import ACCOUNTS, KEY, RATES
 def cli(redis_url: str, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
     return subprocess.run(
-        [sys.executable, "-m", "charging_engine", *args],
+        [sys.executable, "-m", "charging_server", *args],
         env=env, capture_output=True, text=True, timeout=120,
     )
 

@@ -258,7 +258,7 @@ async def test_settlement_backlog_is_drained_first(engine: Engine) -> None:
 def cli(redis_url: str, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
            "CE_BUCKETS": "8"}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "charging_engine", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "charging_server", *args], env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 

@@ -146,8 +146,8 @@ async def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_create_platform_key(settings: Settings, args: argparse.Namespace) -> int:
-    from admin_api.keys import create_platform_key
     from charging_engine.ledger.migrations import migrate
+    from charging_server.platform_key import create_platform_key
 
     if not Settings().database_url:  # a key in a throwaway private database is of no use
         print("charging-engine: error: set DATABASE_URL to the deployment's database",
@@ -186,7 +186,7 @@ async def cmd_rerate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from charging_engine.demo import run_demo
+    from charging_server.demo import run_demo
 
     return await run_demo(settings)
 

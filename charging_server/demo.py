@@ -29,7 +29,7 @@ TENANTS = (
 
 
 def _data(name: str) -> str:
-    return resources.files("charging_engine").joinpath(f"demo_data/{name}").read_text()
+    return resources.files("charging_server").joinpath(f"demo_data/{name}").read_text()
 
 
 class Pbx:

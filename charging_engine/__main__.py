@@ -1,3 +1,0 @@
-from charging_engine.cli import main
-
-raise SystemExit(main())

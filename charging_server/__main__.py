@@ -1,0 +1,3 @@
+from charging_server.cli import main
+
+raise SystemExit(main())
