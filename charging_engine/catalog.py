@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from charging_engine.account_status import AccountStatus
 from charging_engine.rating.model import RatePlan
 from charging_engine.rating.tariff import Tariff
 
@@ -20,14 +21,6 @@ class FailurePolicy(StrEnum):
 
     FAIL_CLOSED = "fail_closed"  # deny the call
     FAIL_OPEN = "fail_open"  # let it through with a short limit
-
-
-class AccountStatus(StrEnum):
-    ACTIVE = "active"
-    OUTGOING_SUSPENDED = "outgoing_suspended"
-    SUSPENDED = "suspended"
-    INACTIVE = "inactive"
-    TERMINATED = "terminated"
 
 
 @dataclass(frozen=True, slots=True)

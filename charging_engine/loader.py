@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from charging_engine.balance.keys import KeyError_, check_id
-from charging_engine.catalog import Account, AccountStatus, Tenant
+from charging_engine.account_status import AccountStatus
+from charging_engine.catalog import Account, Tenant
+from charging_engine.ids import InvalidId, check_id
 from charging_engine.money import MoneyError, currency_exponent, parse_amount
 from charging_engine.rating.deck import parse_deck
 from charging_engine.rating.model import RatePlan
@@ -60,7 +61,7 @@ class TenantData:
             check_id("tenant", tenant_id)
             check_id("rate plan", plan_id)
             currency_exponent(currency)
-        except (KeyError_, MoneyError) as exc:
+        except (InvalidId, MoneyError) as exc:
             raise LoadError(str(exc)) from exc
         tenant = Tenant(tenant_id, name, currency, timezone)
         tenant.tz  # noqa: B018 - validates the timezone name early

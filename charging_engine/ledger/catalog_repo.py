@@ -14,9 +14,9 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from charging_engine.account_status import AccountStatus
 from charging_engine.catalog import (
     Account,
-    AccountStatus,
     CatalogData,
     FailurePolicy,
     PbxKey,

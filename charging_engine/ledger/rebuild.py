@@ -19,10 +19,11 @@ from typing import Any, Final
 import asyncpg
 from redis.asyncio import Redis
 
+from charging_engine.account_status import AccountStatus
 from charging_engine.balance.entries import pack_extra
 from charging_engine.balance.functions import is_missing_function, load_functions
 from charging_engine.balance.keys import AccountKeys
-from charging_engine.catalog import Account, AccountStatus
+from charging_engine.catalog import Account
 from charging_engine.ledger.reconcile import PIPELINE_CHUNK, drain, read_live
 from charging_engine.ledger.settlement import Settlement
 

@@ -30,8 +30,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 import numpy as np
 
-from charging_engine.balance.keys import KeyError_, check_id, stream_key
+from charging_engine.balance.keys import stream_key
 from charging_engine.balance.store import BalanceStore
+from charging_engine.ids import InvalidId, check_id
 from charging_engine.ledger.settlement import Settlement
 from charging_engine.rating.batch import BatchRater, Destinations
 from charging_engine.rating.model import RatePlan
@@ -123,7 +124,7 @@ async def rerate(
     try:
         check_id("tenant", tenant)
         check_id("run id", run_id)
-    except KeyError_ as exc:
+    except InvalidId as exc:
         raise RerateError(str(exc)) from None
     if since.tzinfo is None or until.tzinfo is None:
         raise RerateError("since and until need a UTC offset (aware datetimes)")

@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from charging_engine.balance.keys import KeyError_, check_call_id, check_id
+from charging_engine.account_status import refused_by
 from charging_engine.balance.store import BalanceStore, Reservation
 from charging_engine.catalog import Account, Catalog
+from charging_engine.ids import InvalidId, check_call_id, check_id
 from charging_engine.rating.model import Rate
 from charging_engine.rating.numbers import NumberError, normalize
 from charging_engine.rating.pricing import (
@@ -104,7 +105,7 @@ class ChargingService:
         try:
             check_id("tenant", tenant_id)
             check_id("account", account_id)
-        except KeyError_ as exc:
+        except InvalidId as exc:
             raise InvalidRequest(str(exc)) from exc
         if self.catalog.tenant(tenant_id) is None:
             raise NotFound(Reason.UNKNOWN_TENANT, f"tenant {tenant_id!r} does not exist")
@@ -114,7 +115,7 @@ class ChargingService:
     def _call_id(call_id: str) -> str:
         try:
             return check_call_id(call_id)
-        except KeyError_ as exc:
+        except InvalidId as exc:
             raise InvalidRequest(str(exc)) from exc
 
     def _expiry(self, from_ms: int, granted: int) -> int:
@@ -197,9 +198,9 @@ class ChargingService:
         if res.status == "already_ended":
             return Decision(False, Reason.ALREADY_ENDED, 0, destination=number,
                             detail="this call id has already ended")
-        if res.status.startswith("account_"):
+        if (status := refused_by(res.status)) is not None:
             return Decision(False, Reason.ACCOUNT_SUSPENDED, 0, destination=number,
-                            detail=f"account status is {res.status.removeprefix('account_')}")
+                            detail=f"account status is {status.value}")
         return Decision(False, Reason.INSUFFICIENT_FUNDS, 0, destination=number,
                         detail="available funds do not cover the first billing increment")
 
@@ -269,8 +270,10 @@ class ChargingService:
             reason = Reason.MAX_CALL_DURATION
         elif status in ("ok", "insufficient_funds"):
             reason = Reason.INSUFFICIENT_FUNDS
+        elif refused_by(status) is not None:
+            reason = Reason.ACCOUNT_SUSPENDED
         else:
-            reason = Reason.UNKNOWN_CALL if status == "not_found" else Reason.ACCOUNT_SUSPENDED
+            reason = Reason.UNKNOWN_CALL  # not_found: the reservation is gone
         return Extension(False, reason, total_granted, left)
 
     async def end(

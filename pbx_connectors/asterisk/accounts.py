@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from charging_engine.balance.keys import ID_RE
+from charging_engine.ids import ID_RE
 from pbx_connectors.asterisk.config import AccountsConfig
 
 

@@ -34,7 +34,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from charging_engine.balance.keys import KeyError_, check_id
+from charging_engine.ids import InvalidId, check_id
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
@@ -180,7 +180,7 @@ class PbxConfig(_Strict):
     def _tenant(cls, value: str) -> str:
         try:
             return check_id("tenant", value)
-        except KeyError_ as exc:
+        except InvalidId as exc:
             raise ValueError(str(exc)) from exc
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncpg
 import redis.asyncio as aioredis
 
+from charging_engine.account_status import AccountStatus
 from charging_engine.balance.entries import pack_extra
 from charging_engine.balance.functions import load_functions
 from charging_engine.balance.keys import AccountKeys
-from charging_engine.catalog import Account, AccountStatus, Tenant
+from charging_engine.catalog import Account, Tenant
 from charging_engine.ledger.catalog_repo import upsert_account, upsert_tenant
 from charging_engine.ledger.rebuild import provision_account, rebuild_balances
 from charging_engine.ledger.reconcile import (

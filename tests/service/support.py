@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from charging_engine.account_status import AccountStatus
 from charging_engine.balance.store import BalanceStore
-from charging_engine.catalog import Account, AccountStatus, Catalog, CatalogData, Tenant
+from charging_engine.catalog import Account, Catalog, CatalogData, Tenant
 from charging_engine.money import Rounding
 from charging_engine.rating.model import Rate, RatePlan
 from charging_engine.sessions.service import ChargingService, SessionPolicy

@@ -109,6 +109,7 @@ local function authorize(KEYS, ARGV)
   local avail = a.balance + a.credit - a.reserved
   local existing = redis.call('HGET', KEYS[2], call)
   if existing then return {'ok', num(existing), avail, 1} end
+  -- refusal replies are 'account_' .. status (account_status.refused_by reads them)
   if a.status ~= 'active' then return {'account_' .. a.status, 0, avail, 0} end
   local minimum, cap = tonumber(ARGV[7]), tonumber(ARGV[6])
   if avail < minimum then return {'insufficient_funds', 0, avail, 0} end
