@@ -12,6 +12,8 @@ second with p50/p99 latency, against a real engine on a private Redis.
   to the engine's own authorize rate (in-process, same concurrency) is what the FastAGI layer
   costs.
 
+Asterisk's side (the AMI bytes, the AMI server, the FastAGI client) is benchmarks/fake_asterisk.py.
+
 Figures are printed, never asserted: these machines are shared and noisy.
 """
 
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from benchmarks.fake_asterisk import ACCOUNTS, TENANT, ami_server, render
 from charging_engine.balance.store import BalanceStore
 from charging_engine.balance.transport import RespTransport
 from charging_engine.catalog import Account, Catalog, CatalogData, Tenant
@@ -38,7 +41,7 @@ from charging_engine.rating.model import Rate, RatePlan
 from charging_engine.runtime import tune_gc
 from charging_engine.sessions.service import ChargingService
 from pbx_connectors.asterisk.accounts import AccountMapper
-from pbx_connectors.asterisk.ami_protocol import AmiParser, Message, parse_all
+from pbx_connectors.asterisk.ami_protocol import AmiParser
 from pbx_connectors.asterisk.authorization import Authorizer
 from pbx_connectors.asterisk.commands import Leg
 from pbx_connectors.asterisk.config import (
@@ -49,18 +52,13 @@ from pbx_connectors.asterisk.config import (
     PbxConfig,
 )
 from pbx_connectors.asterisk.connector import PbxConnector
-from pbx_connectors.asterisk.events import timestamp_us
 from pbx_connectors.asterisk.fastagi import FastAgiServer
 from pbx_connectors.asterisk.tracker import Tracker
 
-TENANT = "bench"
-ACCOUNTS = 64
 PLAN = RatePlan("bench", "USD", (
     Rate(prefix="1", price_per_minute=10_000, first_increment=6, next_increment=6),
     Rate(prefix="44", price_per_minute=20_000, first_increment=60, next_increment=1),
 ))
-TRANSCRIPT = (Path(__file__).resolve().parent.parent / "tests" / "fixtures"
-              / "asterisk-transcripts" / "10_five_concurrent_calls.txt")
 
 
 @dataclass
@@ -74,37 +72,6 @@ class Figures:
     agi_p50_ms: float
     agi_p99_ms: float
     agi_offered: float
-
-
-# --- AMI traffic ----------------------------------------------------------------------------
-
-def render(batches: int, tag: str = "") -> tuple[bytes, list[Leg], int]:
-    """The transcript's events ``batches`` times over, ids prefixed per batch (and ``tag``),
-    timestamps moved to now (the engine refuses answer times far from its clock)."""
-    lines = TRANSCRIPT.read_text().splitlines()
-    kept = [ln for ln in lines if not ln.startswith((">>>", "Asterisk Call Manager/"))]
-    base = [m for m in parse_all("\r\n".join(kept).encode() + b"\r\n\r\n") if m.event]
-    first = min(t for m in base if (t := timestamp_us(m)) is not None)
-    shift = time.time_ns() // 1000 - first
-    chunks: list[bytes] = []
-    legs: list[Leg] = []
-    for k in range(batches):
-        for m in base:
-            out = Message()
-            for key, value in m.pairs:
-                lk = key.lower()
-                if lk.endswith(("uniqueid", "linkedid")) and value:
-                    value = f"{tag}b{k}-{value}"
-                elif lk == "timestamp":
-                    us = int(value.replace(".", "")) + shift
-                    value = f"{us // 1_000_000}.{us % 1_000_000:06d}"
-                out.add(key, value)
-            chunks.append(out.encode())
-            if m.event == "Newchannel" and "@outbound" in (m.get("Channel") or "") \
-                    and (m.get("Channel") or "").endswith(";2"):
-                legs.append(Leg(f"{tag}b{k}-{m['Uniqueid']}", TENANT, f"a{len(legs) % ACCOUNTS}",
-                                m["Channel"], f"{tag}b{k}-{m['Linkedid']}"))
-    return b"".join(chunks), legs, len(base) * batches
 
 
 def pure_ami(batches: int) -> tuple[float, float]:
@@ -123,45 +90,11 @@ def pure_ami(batches: int) -> tuple[float, float]:
     return n / elapsed, n / len(legs)
 
 
-async def _fake_asterisk(data: bytes, go: asyncio.Event) -> asyncio.Server:
-    """Just enough AMI: banner, Login, Ping, an empty CoreShowChannels; then ``data``."""
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"Asterisk Call Manager/11.0.0\r\n")
-        parser = AmiParser(expect_banner=False)
-
-        async def blast() -> None:
-            await go.wait()
-            for i in range(0, len(data), 1 << 16):
-                writer.write(data[i:i + (1 << 16)])
-                await writer.drain()
-
-        sender = asyncio.create_task(blast())
-        try:
-            while chunk := await reader.read(1 << 16):
-                parser.feed(chunk)
-                for msg in parser.messages():
-                    aid = msg.get("ActionID") or ""
-                    action = (msg.get("Action") or "").lower()
-                    if action == "coreshowchannels":
-                        writer.write(Message.of(Response="Success", ActionID=aid,
-                                                EventList="start").encode())
-                        writer.write(Message.of(Event="CoreShowChannelsComplete", ActionID=aid,
-                                                EventList="Complete", ListItems=0).encode())
-                    else:
-                        writer.write(Message.of(Response="Success", ActionID=aid).encode())
-        finally:
-            sender.cancel()
-            writer.close()
-
-    return await asyncio.start_server(session, "127.0.0.1", 0)
-
-
 async def tcp_ami(url: str, batches: int, tag: str) -> tuple[float, float]:
     data, legs, n = render(batches, tag)
     svc, client = await setup(url)
     go = asyncio.Event()
-    server = await _fake_asterisk(data, go)
+    server = await ami_server(data, go)
     port = server.sockets[0].getsockname()[1]
     config = PbxConfig(name="bench", tenant=TENANT,
                        ami=AmiConfig(port=port, username="u", secret="s"),
@@ -258,7 +191,7 @@ async def agi_server(url: str, tag: str) -> tuple[FastAgiServer, Authorizer, Cha
 
 def agi_client(port: int, mode: str, value: float, seconds: float, tag: str) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.asterisk", "client", str(port), mode, str(value),
+        [sys.executable, "-m", "benchmarks.fake_asterisk", str(port), mode, str(value),
          str(seconds), tag], check=True, capture_output=True, text=True)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -274,71 +207,6 @@ async def _fastagi(url: str, mode: str, value: float, seconds: float, tag: str
         await auth.aclose()
         await svc.store.close()
         await client.aclose()
-
-
-# --- the client process (Asterisk's side) ------------------------------------------------------
-
-async def _exchange(port: int, uniqueid: str, account: str) -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write((
-            "agi_network: yes\nagi_network_script: authorize\n"
-            f"agi_request: agi://127.0.0.1:{port}/authorize\n"
-            f"agi_channel: Local/12125550100@outbound-{uniqueid};2\nagi_type: Local\n"
-            f"agi_uniqueid: {uniqueid}\nagi_callerid: 15550001\nagi_context: outbound\n"
-            f"agi_extension: 12125550100\nagi_accountcode: {account}\n"
-            f"agi_arg_1: {uniqueid}-h\n\n").encode())
-        status = ""
-        while line := await reader.readline():
-            if line.startswith(b"SET VARIABLE CHARGING_STATUS"):
-                status = line.split(b'"')[1].decode()
-            writer.write(b"200 result=1\n")
-        return status
-    finally:
-        writer.close()
-
-
-async def _client(port: int, mode: str, value: float, seconds: float, tag: str
-                  ) -> dict[str, float]:
-    latencies: list[float] = []
-    failures = 0
-    n = 0
-
-    async def one(i: int) -> None:
-        nonlocal failures
-        t0 = time.perf_counter()
-        status = await _exchange(port, f"{tag}-{i}", f"a{i % ACCOUNTS}")
-        latencies.append((time.perf_counter() - t0) * 1000)
-        failures += status != "ALLOWED"
-
-    start = time.perf_counter()
-    if mode == "closed":
-        deadline = start + seconds
-
-        async def worker() -> None:
-            nonlocal n
-            while time.perf_counter() < deadline:
-                n += 1
-                await one(n)
-
-        await asyncio.gather(*(worker() for _ in range(int(value))))
-    else:
-        tasks = []
-        total = int(value * seconds)
-        for i in range(total):
-            delay = start + i / value - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    return {"rate": len(latencies) / elapsed, "p50": percentile(latencies, 0.5),
-            "p99": percentile(latencies, 0.99), "failures": failures}
-
-
-def percentile(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(len(s) * p))] if s else float("nan")
 
 
 # --- run and report ----------------------------------------------------------------------------
@@ -393,10 +261,4 @@ def report(f: Figures) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["client"]:
-        import uvloop
-
-        port, mode, value, secs, tag = sys.argv[2:7]
-        print(json.dumps(uvloop.run(_client(int(port), mode, float(value), float(secs), tag))))
-    else:
-        print(report(run()))
+    print(report(run()))

@@ -6,7 +6,7 @@ answers every ``SET VARIABLE`` with ``200 result=1`` until the server closes, an
 request per authorization through locust's request event (``authorize ALLOWED|DENIED``; a
 failure when no CHARGING_STATUS came back, it was ERROR, or the PBX would not take the call).
 
-With ``CE_LOAD_PBX`` (the load test's simulated Asterisk, ``benchmarks/loadtest.py``) an allowed
+With ``CE_LOAD_PBX`` (the load test's simulated Asterisk, ``benchmarks/loadtest/``) an allowed
 call is then handed over to be played on AMI under the Uniqueid it was authorized with: Dial,
 answer after the ring, talk (capped at CHARGING_MAXSEC, as Dial's ``L()`` would), Hangup, Cdr.
 The connector charges it at its Hangup exactly as on a real PBX. Without it nothing ends the
