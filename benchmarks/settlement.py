@@ -38,11 +38,9 @@ from charging_engine.ledger.settlement import (
     LEDGER_COLUMNS,
     SETTLE_KINDS,
     Settlement,
-    _call_row,
-    _ledger_extra,
-    _ledger_row,
     epoch_ms_codec,
 )
+from charging_engine.ledger.settlement_rows import call_row, ledger_extra, ledger_row
 
 BUCKETS = 64
 BATCH = 5000
@@ -88,10 +86,10 @@ class RowByRowSettlement(Settlement):
             if (e := i.entry) is None:
                 continue
             if e.kind in SETTLE_KINDS and e.call_id:
-                calls.append(_call_row(e, ms=True))
-                ledger.append(_ledger_row(e, i.bucket, _ledger_extra(e.extra, calls[-1]), True))
+                calls.append(call_row(e, ms=True))
+                ledger.append(ledger_row(e, i.bucket, ledger_extra(e.extra, calls[-1]), True))
             else:
-                ledger.append(_ledger_row(e, i.bucket, e.extra, ms=True))
+                ledger.append(ledger_row(e, i.bucket, e.extra, ms=True))
         cols = ", ".join(LEDGER_COLUMNS)
         marks = ", ".join(f"${k}" for k in range(1, len(LEDGER_COLUMNS) + 1))
         call_cols = ", ".join(CALL_COLUMNS)
