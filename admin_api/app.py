@@ -17,6 +17,7 @@ from admin_api.alerts import routes as alerts
 from admin_api.alerts.hub import AlertHub
 from admin_api.background import AdminBackground
 from admin_api.context import AdminContext
+from admin_api.domain_errors import install_domain_errors
 from admin_api.guard import BodyGuard
 from admin_api.money import routes as money
 from admin_api.ops import health
@@ -65,6 +66,7 @@ def create_admin_app(engine: Engine, *, background: bool = True) -> FastAPI:
         engine.background.append(app.state.background.run)
     metrics.observe_authorizations(engine.service)
     install_admin(app)
+    install_domain_errors(app)
     app.add_middleware(BodyGuard)
     app.add_middleware(RequestTimer, metrics=metrics)
     for router in ROUTERS:

@@ -1,7 +1,8 @@
-"""The audit log: every change made through the admin API, with who, when, what, before/after.
+"""The audit log: every change, with who, when, what, before/after; read here, written by
+``charging_engine.audit`` inside the transaction of the change it describes.
 
-``record_change`` is called inside the transaction of the change it describes, so a change and
-its audit row commit together or not at all. The table refuses UPDATE, DELETE and TRUNCATE.
+``record_change`` is that writer for an admin ``Caller`` (the key id and role the log records),
+``actor_of`` the same translation for the engine's use cases.
 """
 
 from __future__ import annotations
@@ -17,23 +18,24 @@ from admin_api.auth import ADMINS, Platform, Scope, allow
 from admin_api.context import Ctx
 from admin_api.keys import Caller
 from admin_api.problems import responses
-from admin_api.schemas import Cursor, From, Id, Limit, Out, Page, To, check_range, jsonable
+from admin_api.schemas import Cursor, From, Id, Limit, Out, Page, To, check_range
+from charging_engine import audit
+from charging_engine.audit import Actor
 from charging_engine.ledger.catalog_repo import Conn
 
 router = APIRouter(tags=["audit"])
+
+
+def actor_of(who: Caller) -> Actor:
+    """The engine's name for the key a request authenticated with."""
+    return Actor(who.key_id, who.role.value)
 
 
 async def record_change(
     conn: Conn, who: Caller, tenant_id: str | None, action: str, target: str,
     before: Any, after: Any,
 ) -> None:
-    await conn.execute(
-        "INSERT INTO audit_log (tenant_id, key_id, role, action, target, before, after)"
-        " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)",
-        tenant_id, who.key_id, who.role.value, action, target,
-        None if before is None else json.dumps(jsonable(before)),
-        None if after is None else json.dumps(jsonable(after)),
-    )
+    await audit.record_change(conn, actor_of(who), tenant_id, action, target, before, after)
 
 
 class AuditOut(Out):

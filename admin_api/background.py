@@ -15,11 +15,10 @@ from typing import Any, Final
 
 import asyncpg
 
-from admin_api.accounts.service import resync_thresholds
 from admin_api.alerts.feed import AlertFeed
 from admin_api.context import AdminContext
 from admin_api.keys import expire_pbx_keys
-from charging_engine.ledger.settlement import TRANSIENT_ERRORS
+from charging_engine.streams.runloop import TRANSIENT_ERRORS
 
 log = logging.getLogger("admin_api")
 
@@ -52,7 +51,7 @@ class AdminBackground:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            sent = await resync_thresholds(self.ctx)
+            sent = await self.ctx.accounts.resync_thresholds()
             log.info("sent low-balance lines of %d accounts to Redis", sent)
         except Exception as exc:  # alerts lines are re-sent by the next start or account save
             log.warning("low-balance lines not re-sent to Redis (%r)", exc)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import asyncpg
 from fastapi import Depends, Request
 
+from charging_engine.accounts.changes import AccountChanges
+from charging_engine.accounts.money import MoneyOperations
 from charging_engine.balance.store import BalanceStore
 from charging_engine.catalog import Catalog
 
@@ -45,9 +47,19 @@ class AdminContext:
     metrics: Metrics
     hub: AlertHub
     refresher: CatalogRefresher = field(init=False)
+    accounts: AccountChanges = field(init=False)  # the engine's use cases, for the routes
+    money: MoneyOperations = field(init=False)
 
     def __post_init__(self) -> None:
         self.refresher = CatalogRefresher(self.engine)
+        self.accounts = AccountChanges(
+            self.engine.pool, self.engine.store, clock=self.now_ms,
+            on_catalog_change=self.refresher.refresh,
+        )
+        self.money = MoneyOperations(
+            self.engine.pool, self.engine.store, clock=self.now_ms,
+            idem_ttl_s=self.engine.settings.idem_ttl_s,
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:

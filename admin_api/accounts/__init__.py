@@ -1,1 +1,1 @@
-"""Accounts: records in Postgres, balances in Redis, kept in step by ``service``."""
+"""Accounts over HTTP: routes and models around the engine's ``charging_engine.accounts``."""

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from admin_api import pagination
-from admin_api.accounts import repo, service
 from admin_api.accounts.schemas import (
     AccountCreate,
     AccountOut,
@@ -24,10 +23,22 @@ from admin_api.accounts.schemas import (
     StatusChangeOut,
     StatusHistoryPage,
 )
+from admin_api.accounts.views import account_out, auto_topup_out, balance_out
+from admin_api.audit import actor_of
 from admin_api.auth import ACCOUNT_READERS, ADMINS, Scope, allow
 from admin_api.context import AdminContext, Ctx
-from admin_api.problems import not_found, responses
+from admin_api.problems import responses
 from admin_api.schemas import AccountPath, Cursor, Limit
+from charging_engine.account_status import AccountStatus
+from charging_engine.accounts import record
+from charging_engine.accounts.changes import (
+    UNSET,
+    AccountPatch,
+    AutoTopupSettings,
+    NewAccount,
+)
+from charging_engine.accounts.errors import NoBalanceRecord
+from charging_engine.accounts.record import AccountKind, AccountRow
 
 router = APIRouter(tags=["accounts"])
 
@@ -36,8 +47,27 @@ Admins = Annotated[Scope, Depends(allow(ADMINS))]
 ACCOUNT = "/v1/tenants/{tenant_id}/accounts/{account_id}"
 
 
-async def _out(ctx: AdminContext, row: repo.AccountRow) -> AccountOut:
-    return repo.account_out(row, await ctx.store.state(row.tenant_id, row.account_id))
+async def _out(ctx: AdminContext, row: AccountRow) -> AccountOut:
+    return account_out(row, await ctx.store.state(row.tenant_id, row.account_id))
+
+
+def _new_account(body: AccountCreate) -> NewAccount:
+    return NewAccount(
+        account_id=body.account_id, kind=AccountKind(body.kind), currency=body.currency,
+        credit_limit=body.credit_limit or 0, min_balance=body.min_balance or 0,
+        rate_plan_id=body.rate_plan_id, status=AccountStatus(body.status), name=body.name,
+        primary_mobile=body.primary_mobile, alternate_mobile=body.alternate_mobile,
+        email=body.email, low_balance_thresholds=tuple(body.low_balance_thresholds),
+        low_balance_hysteresis=body.low_balance_hysteresis,
+    )
+
+
+def _patch(body: AccountUpdate) -> AccountPatch:
+    """Only the fields the request carried (``null`` among them) change."""
+    given = {name: getattr(body, name) for name in body.model_fields_set}
+    if given.get("low_balance_thresholds") is not None:
+        given["low_balance_thresholds"] = tuple(given["low_balance_thresholds"])
+    return AccountPatch(**{name: given.get(name, UNSET) for name in AccountUpdate.model_fields})
 
 
 @router.post(
@@ -49,7 +79,9 @@ async def _out(ctx: AdminContext, row: repo.AccountRow) -> AccountOut:
 async def create_account(
     ctx: Ctx, scope: Admins, body: AccountCreate, response: Response
 ) -> AccountOut:
-    row, created = await service.create(ctx, scope, body)
+    row, created = await ctx.accounts.create(
+        actor_of(scope.caller), scope.tenant_id, _new_account(body)
+    )
     if not created:
         response.status_code = 200
     return await _out(ctx, row)
@@ -65,21 +97,18 @@ async def list_accounts(
     kind: Annotated[Kind | None, Query()] = None,
 ) -> AccountPage:
     after = pagination.decode(cursor, str)
-    rows = await repo.page(ctx.pool, scope.tenant_id, status=status, kind=kind,
+    rows = await record.page(ctx.pool, scope.tenant_id, status=status, kind=kind,
                            after=after[0] if after else None, limit=limit + 1)
     items, more = pagination.page(rows, limit)
     states = await asyncio.gather(*(ctx.store.state(r.tenant_id, r.account_id) for r in items))
     return AccountPage(
-        items=[repo.account_out(r, s) for r, s in zip(items, states, strict=True)],
+        items=[account_out(r, s) for r, s in zip(items, states, strict=True)],
         next_cursor=pagination.encode(items[-1].account_id) if more else None,
     )
 
 
-async def _row(ctx: AdminContext, scope: Scope, account_id: str) -> repo.AccountRow:
-    row = await repo.get(ctx.pool, scope.tenant_id, account_id)
-    if row is None:
-        raise not_found(f"account {account_id!r}")
-    return row
+async def _row(ctx: AdminContext, scope: Scope, account_id: str) -> AccountRow:
+    return await record.require(ctx.pool, scope.tenant_id, account_id)
 
 
 @router.get(ACCOUNT, response_model=AccountOut, responses=responses(401, 403, 404, 422),
@@ -94,7 +123,10 @@ async def get_account(ctx: Ctx, scope: Readers, account_id: AccountPath) -> Acco
 async def update_account(
     ctx: Ctx, scope: Admins, account_id: AccountPath, body: AccountUpdate
 ) -> AccountOut:
-    return await _out(ctx, await service.update(ctx, scope, account_id, body))
+    row = await ctx.accounts.update(
+        actor_of(scope.caller), scope.tenant_id, account_id, _patch(body)
+    )
+    return await _out(ctx, row)
 
 
 @router.post(f"{ACCOUNT}/status", response_model=AccountOut,
@@ -103,7 +135,10 @@ async def update_account(
 async def change_status(
     ctx: Ctx, scope: Admins, account_id: AccountPath, body: StatusChange
 ) -> AccountOut:
-    row = await service.change_status(ctx, scope, account_id, body.status, body.reason)
+    row = await ctx.accounts.change_status(
+        actor_of(scope.caller), scope.tenant_id, account_id, AccountStatus(body.status),
+        body.reason,
+    )
     return await _out(ctx, row)
 
 
@@ -113,7 +148,10 @@ async def change_status(
 async def close_account(
     ctx: Ctx, scope: Admins, account_id: AccountPath, body: CloseRequest
 ) -> AccountOut:
-    return await _out(ctx, await service.close(ctx, scope, account_id, body.reason))
+    row = await ctx.accounts.close(
+        actor_of(scope.caller), scope.tenant_id, account_id, body.reason
+    )
+    return await _out(ctx, row)
 
 
 @router.get(f"{ACCOUNT}/status-history", response_model=StatusHistoryPage,
@@ -123,7 +161,7 @@ async def status_history(
 ) -> StatusHistoryPage:
     await _row(ctx, scope, account_id)
     before = pagination.decode(cursor, int)
-    rows = await repo.status_history(ctx.pool, scope.tenant_id, account_id,
+    rows = await record.status_history(ctx.pool, scope.tenant_id, account_id,
                                      before[0] if before else None, limit + 1)
     items, more = pagination.page(rows, limit)
     return StatusHistoryPage(
@@ -136,12 +174,9 @@ async def status_history(
             responses=responses(401, 403, 404, 409, 422), summary="Live balance")
 async def balance(ctx: Ctx, scope: Readers, account_id: AccountPath) -> BalanceOut:
     row = await _row(ctx, scope, account_id)
-    out = repo.balance_out(await ctx.store.state(scope.tenant_id, account_id), row.currency)
+    out = balance_out(await ctx.store.state(scope.tenant_id, account_id), row.currency)
     if out is None:
-        from admin_api.problems import conflict
-
-        raise conflict("no_balance_record",
-                       "the account has no balance record in Redis; save it again to repair")
+        raise NoBalanceRecord()
     return out
 
 
@@ -149,7 +184,7 @@ async def balance(ctx: Ctx, scope: Readers, account_id: AccountPath) -> BalanceO
             responses=responses(401, 403, 404, 422), summary="Auto top-up settings")
 async def get_auto_topup(ctx: Ctx, scope: Readers, account_id: AccountPath) -> AutoTopupOut:
     row = await _row(ctx, scope, account_id)
-    return repo.account_out(row, None).auto_topup
+    return auto_topup_out(row)
 
 
 @router.put(f"{ACCOUNT}/auto-topup", response_model=AccountOut,
@@ -158,4 +193,8 @@ async def get_auto_topup(ctx: Ctx, scope: Readers, account_id: AccountPath) -> A
 async def put_auto_topup(
     ctx: Ctx, scope: Admins, account_id: AccountPath, body: AutoTopup
 ) -> AccountOut:
-    return await _out(ctx, await service.set_auto_topup(ctx, scope, account_id, body))
+    settings = AutoTopupSettings(body.enabled, body.threshold, body.amount)
+    row = await ctx.accounts.set_auto_topup(
+        actor_of(scope.caller), scope.tenant_id, account_id, settings
+    )
+    return await _out(ctx, row)

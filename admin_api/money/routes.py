@@ -11,11 +11,10 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import Field
 
 from admin_api import pagination
-from admin_api.accounts import repo as accounts
+from admin_api.audit import actor_of
 from admin_api.auth import ACCOUNT_READERS, ADMINS, COLLECTORS, Scope, allow
-from admin_api.context import Ctx
-from admin_api.money.service import Operation, Outcome, perform
-from admin_api.problems import invalid, not_found, responses
+from admin_api.context import AdminContext, Ctx
+from admin_api.problems import responses
 from admin_api.schemas import (
     AccountPath,
     Amount,
@@ -33,6 +32,8 @@ from admin_api.schemas import (
     To,
     check_range,
 )
+from charging_engine.accounts import record
+from charging_engine.accounts.money import Operation, Outcome
 from charging_engine.money import format_amount
 
 router = APIRouter(tags=["money"])
@@ -98,16 +99,25 @@ class LedgerPage(Page):
 
 
 def _out(outcome: Outcome, response: Response) -> OperationOut:
-    r, cur = outcome.record, outcome.currency
-    after = r["balance_after"]
+    r, cur = outcome.operation, outcome.currency
+    after = r.balance_after
     response.status_code = 200 if outcome.replayed else 201
     return OperationOut(
-        idempotency_key=r["idem_key"], account_id=r["account_id"], kind=r["kind"],
-        amount=format_amount(r["amount"], cur), method=r["method"], reference=r["reference"],
-        reason=r["reason"],
-        balance_after=None if after is None else format_amount(after, cur),
-        created_at=r["created_at"], completed_at=r["completed_at"], replayed=outcome.replayed,
+        idempotency_key=r.idem_key, account_id=r.account_id, kind=r.kind.value,
+        amount=format_amount(r.amount, cur), method=r.method, reference=r.reference,
+        reason=r.reason, balance_after=None if after is None else format_amount(after, cur),
+        created_at=r.created_at, completed_at=r.completed_at, replayed=outcome.replayed,
     )
+
+
+async def _perform(
+    ctx: AdminContext, scope: Scope, account_id: str, op: Operation, idem_key: str,
+    response: Response,
+) -> OperationOut:
+    outcome = await ctx.money.perform(
+        actor_of(scope.caller), scope.tenant_id, account_id, op, idem_key
+    )
+    return _out(outcome, response)
 
 
 _OPERATION_RESPONSES = {
@@ -122,10 +132,8 @@ async def topup(
     ctx: Ctx, scope: Annotated[Scope, Depends(allow(COLLECTORS))], account_id: AccountPath,
     body: Topup, idempotency_key: IdempotencyKey, response: Response,
 ) -> OperationOut:
-    if body.amount <= 0:
-        raise invalid("amount must be above zero")
-    op = Operation("topup", body.amount, body.method, body.reference, body.note)
-    return _out(await perform(ctx, scope, account_id, op, idempotency_key), response)
+    op = Operation.topup(body.amount, body.method, body.reference, body.note)
+    return await _perform(ctx, scope, account_id, op, idempotency_key, response)
 
 
 @router.post(f"{ACCOUNT}/withdrawals", response_model=OperationOut, status_code=201,
@@ -135,10 +143,8 @@ async def withdraw(
     ctx: Ctx, scope: Annotated[Scope, Depends(allow(ADMINS))], account_id: AccountPath,
     body: Withdrawal, idempotency_key: IdempotencyKey, response: Response,
 ) -> OperationOut:
-    if body.amount <= 0:
-        raise invalid("amount must be above zero")
-    op = Operation("withdraw", -body.amount, body.method, body.reference, body.reason)
-    return _out(await perform(ctx, scope, account_id, op, idempotency_key), response)
+    op = Operation.withdrawal(body.amount, body.reason, body.method, body.reference)
+    return await _perform(ctx, scope, account_id, op, idempotency_key, response)
 
 
 @router.post(f"{ACCOUNT}/adjustments", response_model=OperationOut, status_code=201,
@@ -147,10 +153,8 @@ async def adjust(
     ctx: Ctx, scope: Annotated[Scope, Depends(allow(ADMINS))], account_id: AccountPath,
     body: Adjustment, idempotency_key: IdempotencyKey, response: Response,
 ) -> OperationOut:
-    if body.amount == 0:
-        raise invalid("amount must not be zero")
-    op = Operation("adjust", body.amount, reason=body.reason)
-    return _out(await perform(ctx, scope, account_id, op, idempotency_key), response)
+    op = Operation.adjustment(body.amount, body.reason)
+    return await _perform(ctx, scope, account_id, op, idempotency_key, response)
 
 
 LedgerKind = Literal[
@@ -177,9 +181,7 @@ async def ledger(
     end: To = None, kind: Annotated[LedgerKind | None, Query()] = None,
 ) -> LedgerPage:
     check_range(start, end)
-    account = await accounts.get(ctx.pool, scope.tenant_id, account_id)
-    if account is None:
-        raise not_found(f"account {account_id!r}")
+    account = await record.require(ctx.pool, scope.tenant_id, account_id)
     before = pagination.decode(cursor, int)
     rows = await ctx.pool.fetch(
         "SELECT seq, kind, amount, reserved, balance_after, ts, call_id, idem_key, extra::text"

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends
 
-from admin_api.accounts import repo as accounts
 from admin_api.auth import ACCOUNT_READERS, Scope, allow
 from admin_api.context import AdminContext, Ctx
 from admin_api.problems import invalid, not_found, responses
 from admin_api.rates.schemas import PriceOut, PriceRequest, matched_rate
+from charging_engine.accounts import record
 from charging_engine.money import format_amount
 from charging_engine.rating.numbers import NumberError, normalize
 from charging_engine.rating.pricing import billed_seconds, cost, max_duration
@@ -47,9 +47,7 @@ async def price(
         raise invalid(str(exc)) from None
     amount = body.amount
     if body.account_id is not None:
-        account = await accounts.get(ctx.pool, scope.tenant_id, body.account_id)
-        if account is None:
-            raise not_found(f"account {body.account_id!r}")
+        account = await record.require(ctx.pool, scope.tenant_id, body.account_id)
         if account.rate_plan_id is None:
             raise invalid(f"account {body.account_id!r} has no rate plan")
         plan_id = account.rate_plan_id

@@ -1,17 +1,28 @@
-"""Account rows: ``accounts`` (catalogue, read by the hot path) + ``account_details``."""
+"""The account record of reference: ``accounts`` (the catalogue, read by the hot path) joined with
+``account_details`` (contacts, alert lines, auto top-up), and the SQL that reads and writes them.
+
+Every function takes an ``asyncpg.Connection`` or a ``Pool``; the use cases in ``changes`` and
+``money`` decide the transactions and the locks.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Final
 
 import asyncpg
 
-from admin_api.accounts.schemas import AccountOut, AutoTopupOut, BalanceOut
-from charging_engine.balance.store import AccountState
+from charging_engine.account_status import AccountStatus
+from charging_engine.accounts.errors import NotFound
 from charging_engine.ledger.catalog_repo import Conn
-from charging_engine.money import format_amount
+
+
+class AccountKind(StrEnum):
+    PREPAID = "prepaid"  # calls spend the balance
+    POSTPAID = "postpaid"  # calls spend a credit line, invoiced later
+
 
 _SELECT: Final = """
 SELECT a.tenant_id, a.account_id, a.currency, a.kind, a.status, a.credit_limit, a.min_balance,
@@ -27,11 +38,13 @@ FROM accounts a LEFT JOIN account_details d USING (tenant_id, account_id)
 
 @dataclass(frozen=True, slots=True)
 class AccountRow:
+    """One account as Postgres holds it; amounts in micros of ``currency``."""
+
     tenant_id: str
     account_id: str
     currency: str
-    kind: str
-    status: str
+    kind: AccountKind
+    status: AccountStatus
     credit_limit: int
     min_balance: int
     rate_plan_id: str | None
@@ -52,6 +65,8 @@ class AccountRow:
     def of(cls, r: asyncpg.Record) -> AccountRow:
         values = dict(r)
         values["currency"] = values["currency"].strip()
+        values["kind"] = AccountKind(values["kind"])
+        values["status"] = AccountStatus(values["status"])
         values["low_balance_thresholds"] = tuple(values["low_balance_thresholds"])
         return cls(**values)
 
@@ -68,6 +83,8 @@ class AccountRow:
         out = asdict(self)
         for name in ("created_at", "updated_at"):
             out.pop(name)
+        out["kind"] = self.kind.value
+        out["status"] = self.status.value
         out["low_balance_thresholds"] = list(self.low_balance_thresholds)
         return out
 
@@ -80,6 +97,14 @@ async def get(
         sql += " FOR UPDATE OF a"
     r = await conn.fetchrow(sql, tenant_id, account_id)
     return None if r is None else AccountRow.of(r)
+
+
+async def require(conn: Conn, tenant_id: str, account_id: str) -> AccountRow:
+    """The account, or ``NotFound``."""
+    row = await get(conn, tenant_id, account_id)
+    if row is None:
+        raise NotFound.account(account_id)
+    return row
 
 
 async def page(
@@ -101,8 +126,8 @@ async def insert(conn: Conn, row: AccountRow) -> bool:
         "INSERT INTO accounts (tenant_id, account_id, currency, kind, status, credit_limit,"
         " min_balance, rate_plan_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         " ON CONFLICT (tenant_id, account_id) DO NOTHING RETURNING 1",
-        row.tenant_id, row.account_id, row.currency, row.kind, row.status, row.credit_limit,
-        row.min_balance, row.rate_plan_id,
+        row.tenant_id, row.account_id, row.currency, row.kind.value, row.status.value,
+        row.credit_limit, row.min_balance, row.rate_plan_id,
     )
     if done is None:
         return False
@@ -118,7 +143,7 @@ async def save(conn: Conn, old: AccountRow, new: AccountRow) -> None:
         await conn.execute(
             "UPDATE accounts SET kind = $3, status = $4, credit_limit = $5, min_balance = $6,"
             " rate_plan_id = $7, updated_at = now() WHERE tenant_id = $1 AND account_id = $2",
-            new.tenant_id, new.account_id, new.kind, new.status, new.credit_limit,
+            new.tenant_id, new.account_id, new.kind.value, new.status.value, new.credit_limit,
             new.min_balance, new.rate_plan_id,
         )
     await save_details(conn, new)
@@ -144,18 +169,20 @@ async def save_details(conn: Conn, row: AccountRow) -> None:
 
 
 async def record_status(
-    conn: Conn, row: AccountRow, before: str | None, reason: str, by: str
+    conn: Conn, row: AccountRow, before: AccountStatus | None, reason: str, by: str
 ) -> None:
     await conn.execute(
         "INSERT INTO account_status_history (tenant_id, account_id, from_status, to_status,"
         " reason, changed_by) VALUES ($1, $2, $3, $4, $5, $6)",
-        row.tenant_id, row.account_id, before, row.status, reason, by,
+        row.tenant_id, row.account_id, None if before is None else before.value,
+        row.status.value, reason, by,
     )
 
 
 async def status_history(
     conn: Conn, tenant_id: str, account_id: str, before_id: int | None, limit: int
 ) -> list[asyncpg.Record]:
+    """(id, from_status, to_status, reason, changed_at, changed_by), newest first."""
     return list(await conn.fetch(
         "SELECT id, from_status, to_status, reason, changed_at, changed_by"
         " FROM account_status_history WHERE tenant_id = $1 AND account_id = $2"
@@ -172,36 +199,9 @@ async def plan_currency(conn: Conn, tenant_id: str, plan_id: str) -> str | None:
     return None if cur is None else str(cur).strip()
 
 
-def balance_out(state: AccountState | None, currency: str) -> BalanceOut | None:
-    if state is None:
-        return None
-    return BalanceOut(
-        currency=currency, balance=format_amount(state.balance, currency),
-        credit_limit=format_amount(state.credit_limit, currency),
-        reserved=format_amount(state.reserved, currency),
-        available=format_amount(state.available, currency), status=state.status,
-    )
-
-
-def account_out(row: AccountRow, state: AccountState | None) -> AccountOut:
-    cur = row.currency
-
-    def amount(v: int | None) -> str | None:
-        return None if v is None else format_amount(v, cur)
-
-    return AccountOut(
-        tenant_id=row.tenant_id, account_id=row.account_id, kind=row.kind,
-        currency=cur, status=row.status,
-        credit_limit=format_amount(row.credit_limit, cur),
-        min_balance=format_amount(row.min_balance, cur), rate_plan_id=row.rate_plan_id,
-        name=row.name, primary_mobile=row.primary_mobile, alternate_mobile=row.alternate_mobile,
-        email=row.email,
-        low_balance_thresholds=[format_amount(t, cur) for t in row.low_balance_thresholds],
-        low_balance_hysteresis=format_amount(row.low_balance_hysteresis, cur),
-        auto_topup=AutoTopupOut(
-            enabled=row.auto_topup_enabled, threshold=amount(row.auto_topup_threshold),
-            amount=amount(row.auto_topup_amount),
-        ),
-        created_at=row.created_at, updated_at=row.updated_at, closed_at=row.closed_at,
-        balance=balance_out(state, cur),
-    )
+async def tenant_currency(conn: Conn, tenant_id: str) -> str:
+    """The tenant's currency (an account's default), or ``NotFound``."""
+    cur = await conn.fetchval("SELECT currency FROM tenants WHERE tenant_id = $1", tenant_id)
+    if cur is None:
+        raise NotFound(f"tenant {tenant_id!r}")
+    return str(cur).strip()
