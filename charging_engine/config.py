@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from charging_engine.sessions.service import ExpiryPolicy, SessionPolicy
+from charging_engine.sessions.policy import ExpiryPolicy, SessionPolicy
 
 
 def _consumer() -> str:

@@ -7,12 +7,10 @@ Each step is one or two pipelined Redis calls and no other I/O.
 from __future__ import annotations
 
 import functools
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from charging_engine.account_status import refused_by
@@ -42,18 +40,12 @@ from charging_engine.sessions.model import (
     NotFound,
     Reason,
 )
+from charging_engine.sessions.policy import ExpiryPolicy, SessionPolicy, wall_ms
 
 RECENT_SESSIONS = 100_000
 # Reservations come in a few sizes (one slice of each rate), so most lookups are cache hits.
 _max_duration = functools.lru_cache(maxsize=65_536)(max_duration)
 CLOCK_SKEW_MS = 60_000  # how far a PBX clock may run ahead of ours
-
-
-class ExpiryPolicy(StrEnum):
-    """What the sweeper does with a session whose end never arrived."""
-
-    CHARGE_GRANTED = "charge_granted"  # answered: charge the seconds it was allowed; else release
-    RELEASE = "release"  # charge nothing, free the reservation
 
 
 @dataclass(slots=True)
@@ -63,19 +55,6 @@ class _Live:
     info: SessionInfo
     blob: bytes
     answer_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPolicy:
-    slice_seconds: int = 300  # reserved per authorization/extension
-    ring_allowance_s: int = 120  # how long an unanswered authorization may wait
-    ttl_margin_s: int = 60  # reservation outlives its granted time by this much
-    max_call_seconds: int = 4 * 3600
-    expiry: ExpiryPolicy = ExpiryPolicy.CHARGE_GRANTED
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ChargingService:

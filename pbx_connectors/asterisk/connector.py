@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from charging_engine.catalog import FailurePolicy
+from charging_engine.sessions.policy import wall_ms
 from charging_engine.sessions.service import ChargingService
 from pbx_connectors.asterisk.accounts import AccountMapper
 from pbx_connectors.asterisk.ami_client import (
@@ -28,7 +29,7 @@ from pbx_connectors.asterisk.authorization import Authorizer
 from pbx_connectors.asterisk.commands import Leg
 from pbx_connectors.asterisk.config import PbxConfig
 from pbx_connectors.asterisk.enforcer import Enforcer
-from pbx_connectors.asterisk.executor import CommandExecutor, wall_ms
+from pbx_connectors.asterisk.executor import CommandExecutor
 from pbx_connectors.asterisk.fastagi import FastAgiServer
 from pbx_connectors.asterisk.recovery import Recovery, SnapshotTag
 from pbx_connectors.asterisk.tracker import Tracker

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from charging_engine.sessions.model import InvalidRequest, NotFound, Reason
+from charging_engine.sessions.policy import wall_ms
 from charging_engine.sessions.service import ChargingService
 from pbx_connectors.asterisk.commands import (
     Answer,
@@ -39,10 +39,6 @@ T = TypeVar("T")
 
 class GaveUp(Exception):
     """A command kept failing for ``command_retry_s``; the reservation TTL is the backstop."""
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class CommandExecutor:

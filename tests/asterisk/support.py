@@ -16,7 +16,8 @@ from charging_engine.catalog import (
     Tenant,
 )
 from charging_engine.rating.model import Rate, RatePlan
-from charging_engine.sessions.service import ChargingService, SessionPolicy
+from charging_engine.sessions.policy import SessionPolicy
+from charging_engine.sessions.service import ChargingService
 
 # 0.06 a minute, per second: 1,000 micros a second, so money and seconds convert by hand.
 PER_SECOND = 1_000

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from charging_engine.balance.store import BalanceStore
-from charging_engine.sessions.service import ChargingService, SessionPolicy
+from charging_engine.sessions.policy import SessionPolicy
+from charging_engine.sessions.service import ChargingService
 from charging_engine.sessions.sweeper import Sweeper
 from pbx_connectors.asterisk.commands import (
     Answer,

@@ -7,7 +7,8 @@ from charging_engine.balance.store import BalanceStore
 from charging_engine.catalog import Account, Catalog, CatalogData, Tenant
 from charging_engine.money import Rounding
 from charging_engine.rating.model import Rate, RatePlan
-from charging_engine.sessions.service import ChargingService, SessionPolicy
+from charging_engine.sessions.policy import SessionPolicy
+from charging_engine.sessions.service import ChargingService
 
 PLAN = RatePlan("std", "USD", (
     Rate(prefix="1", price_per_minute=10_000, first_increment=6, next_increment=6),

@@ -12,7 +12,8 @@ from charging_engine.catalog import Account, Catalog, CatalogData, Tenant
 from charging_engine.rating.model import Rate, RatePlan
 from charging_engine.rating.pricing import cost
 from charging_engine.sessions.model import Reason
-from charging_engine.sessions.service import ChargingService, SessionPolicy
+from charging_engine.sessions.policy import SessionPolicy
+from charging_engine.sessions.service import ChargingService
 from tests.service.support import Clock, fund
 
 # 0.06 a minute billed per whole minute: every block costs 60_000 micros.
