@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +17,7 @@ from charging_engine.balance.transport import RespTransport
 from charging_engine.catalog import Catalog
 from charging_engine.config import Settings
 from charging_engine.ledger.catalog_repo import catalog_version, load_catalog
+from charging_engine.ledger.migrations import ENGINE as ENGINE_MIGRATIONS
 from charging_engine.ledger.migrations import migrate
 from charging_engine.ledger.settlement import Settlement, epoch_ms_codec
 from charging_engine.sessions.service import ChargingService
@@ -70,13 +71,15 @@ class Engine:
 
 @asynccontextmanager
 async def open_engine(
-    settings: Settings, *, apply_migrations: bool = True
+    settings: Settings, *, apply_migrations: bool = True,
+    migrations: Sequence[str] = (ENGINE_MIGRATIONS,),
 ) -> AsyncIterator[Engine]:
-    """Connect to Redis and Postgres, load functions and the catalogue; close all on exit."""
+    """Connect to Redis and Postgres, load functions and the catalogue; close all on exit.
+    ``migrations``: the migration packages to apply first (the assembly point adds its own)."""
     if not settings.redis_url or not settings.database_url:
         raise RuntimeError("REDIS_URL and DATABASE_URL must be set (the CLI starts private ones)")
     if apply_migrations:
-        await migrate(settings.database_url)
+        await migrate(settings.database_url, migrations)
     redis = aioredis.Redis.from_url(
         settings.redis_url, max_connections=64, socket_keepalive=True, health_check_interval=30
     )

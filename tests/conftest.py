@@ -28,7 +28,7 @@ from charging_engine.devservers import PostgresServer, RedisServer, ensure_binar
 pytest_plugins = ["tests.timeouts"]  # pytest-timeout that also fails tests hung on uvloop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS_MODULE = "charging_engine.ledger.migrations"
+MIGRATIONS_MODULE = "charging_server.migrations"
 
 
 def pytest_asyncio_loop_factories(

@@ -1,0 +1,1 @@
+"""Billing migrations (``NNNN_name.sql``), applied after the engine's as ``billing:NNNN``."""
