@@ -326,6 +326,60 @@ def test_private_stack_uses_urls_from_the_environment(
         assert stack.database_url == private_postgres.url
 
 
+def test_private_stack_starts_only_the_servers_asked_for(
+    devservers_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with PrivateStack(devservers_dir / "stacks", postgres=False) as stack:
+        assert stack.redis is not None and stack.postgres is None
+        assert not (stack.run_dir / "pg").exists()
+        client = redis.Redis.from_url(stack.redis_url)
+        assert client.ping()
+        client.close()
+        with pytest.raises(RuntimeError):
+            _ = stack.database_url
+    with PrivateStack(devservers_dir / "stacks", redis=False) as stack:
+        assert stack.redis is None and stack.postgres is not None
+        assert not (stack.run_dir / "redis").exists()
+        assert stack.postgres.running
+
+
+@pytest.mark.parametrize(
+    ("need_redis", "need_pg", "redis_found", "pg_found", "expected"),
+    [
+        (True, True, False, False, ["redis-server", "postgresql"]),
+        (True, True, True, False, ["postgresql"]),
+        (True, True, False, True, ["redis-server"]),
+        (True, False, False, False, ["redis-server"]),
+        (False, True, False, False, ["postgresql"]),
+        (True, True, True, True, []),
+    ],
+)
+def test_apt_installs_only_the_missing_package(
+    need_redis: bool, need_pg: bool, redis_found: bool, pg_found: bool, expected: list[str]
+) -> None:
+    from charging_engine.devservers.binaries import apt_packages
+
+    assert apt_packages(need_redis, need_pg, redis_found, pg_found) == expected
+
+
+def test_only_the_needed_binary_is_looked_for(tmp_path: Path) -> None:
+    """With Redis not needed, a machine without redis-server passes (Postgres found)."""
+    from charging_engine.devservers.binaries import _ensure
+
+    _, pg_bin = ensure_binaries()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    redis_path, found = _ensure(path=str(empty), pg_candidates=[pg_bin], install=False,
+                                need_redis=False, need_postgres=True)
+    assert redis_path is None and found == pg_bin
+    with pytest.raises(MissingBinaries, match="redis-server") as missing:
+        _ensure(path=str(empty), pg_candidates=[pg_bin], install=False,
+                need_redis=True, need_postgres=True)
+    assert "PostgreSQL server binaries" not in str(missing.value).split("(")[0]
+
+
 _CHILD = """
 import os, sys, time
 from pathlib import Path
