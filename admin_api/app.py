@@ -7,7 +7,7 @@ serve`` runs; pass ``background=False`` to run ``app.state.background.run(stop)`
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from fastapi import FastAPI
 
@@ -22,10 +22,11 @@ from admin_api.guard import BodyGuard
 from admin_api.money import routes as money
 from admin_api.ops import health
 from admin_api.ops.metrics import Metrics, RequestTimer
-from admin_api.problems import install_admin, use_problem_media_type
+from admin_api.problems import install_admin
 from admin_api.rates import deck, pricing
 from admin_api.rates import routes as rates
 from charging_engine.bootstrap import Engine
+from charging_engine.web.problems import ProblemAPI
 
 API_VERSION: Final = "1.0.0"
 ROUTERS: Final = (
@@ -34,14 +35,8 @@ ROUTERS: Final = (
 )
 
 
-class AdminAPI(FastAPI):
-    """FastAPI whose OpenAPI lists error bodies under ``application/problem+json``."""
-
-    def openapi(self) -> dict[str, Any]:
-        if self.openapi_schema is None:
-            schema = super().openapi()
-            use_problem_media_type(schema)
-        return self.openapi_schema or {}
+class AdminAPI(ProblemAPI):
+    """The admin API application (error bodies documented as problem+json)."""
 
 
 def create_admin_app(engine: Engine, *, background: bool = True) -> FastAPI:

@@ -11,16 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Final
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 
 from admin_api.context import AdminContext, get_context
 from admin_api.keys import Caller, Role, authenticate
-from admin_api.problems import ApiProblem, forbidden, not_found
+from admin_api.problems import forbidden, not_found
 from admin_api.schemas import TenantPath
+from charging_engine.web.api_key import invalid_key, key_extractor
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <admin API key>`")
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="Admin API key")
+presented_key = key_extractor("admin API key")
 
 ALL: Final = frozenset(Role) - {Role.PBX}
 ADMINS: Final = frozenset({Role.PLATFORM, Role.TENANT_ADMIN})
@@ -31,23 +30,13 @@ COLLECTORS: Final = ADMINS | {Role.AGENT}
 
 async def caller(
     request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    api_key: Annotated[str | None, Security(_api_key)],
+    secret: Annotated[str, Depends(presented_key)],
     ctx: Annotated[AdminContext, Depends(get_context)],
 ) -> Caller:
     """The key behind the request, or 401."""
-    secret = bearer.credentials if bearer is not None else api_key
-    if not secret:
-        raise ApiProblem(
-            401, "unauthorized", "an API key is required (Authorization: Bearer <key>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
     found = await authenticate(ctx.pool, secret)
     if found is None:
-        raise ApiProblem(
-            401, "unauthorized", "the API key is not valid for the admin API",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+        raise invalid_key("the API key is not valid for the admin API")
     request.state.caller = found
     return found
 

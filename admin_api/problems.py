@@ -1,4 +1,5 @@
-"""RFC 9457 problems for the admin API: the real-time API's handlers, plus admin reasons.
+"""RFC 9457 problems for the admin API: the shared handlers (``charging_engine.web``), plus
+admin reasons.
 
 Every error is ``application/problem+json`` with a stable ``reason``. A resource of another
 tenant is reported exactly like a missing one (404 ``not_found``): a key never learns whether
@@ -16,15 +17,16 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from charging_engine.realtime.problems import (
+from charging_engine.web.problems import (
     INVALID_REQUEST,
     NOT_FOUND,
     ApiProblem,
     FieldError,
     Problem,
     ProblemResponse,
-    install,
+    install_common,
     problem,
+    responses_for,
     use_problem_media_type,
 )
 
@@ -83,11 +85,7 @@ def responses(
     *statuses: int, overrides: Mapping[int, type[BaseModel]] | None = None
 ) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route; the app's ``openapi`` moves them to the problem media type."""
-    models = overrides or {}
-    return {
-        s: {"model": models.get(s, Problem), "description": _DESCRIPTIONS.get(s, "Error")}
-        for s in statuses
-    }
+    return responses_for(_DESCRIPTIONS, statuses, overrides)
 
 
 def not_found(what: str) -> ApiProblem:
@@ -137,8 +135,8 @@ async def _internal_handler(request: Request, exc: Exception) -> ProblemResponse
 
 
 def install_admin(app: FastAPI) -> None:
-    """The real-time API's handlers, plus extension members, outages as 503 and bugs as 500."""
-    install(app)
+    """The shared handlers, plus extension members, outages as 503 and bugs as 500."""
+    install_common(app)
     app.add_exception_handler(ExtendedProblem, _extended_handler)
     for exc_type in (
         RedisError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,

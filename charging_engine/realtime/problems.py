@@ -1,220 +1,76 @@
-"""RFC 9457 problem details for the real-time API: every error a PBX sees has one shape.
-
-Connectors branch on ``reason`` (machine-readable, stable) and log ``detail`` (for people). No
-error leaves as a bare 500 or as HTML: an engine that cannot answer says ``engine_unavailable``
-(503) so the connector applies its tenant's failure policy instead of guessing.
+"""The real-time API's problems: the shared problem+json mechanics (``charging_engine.web``)
+plus what a PBX needs to hear. An engine that cannot answer says ``engine_unavailable`` (503)
+so the connector applies its tenant's failure policy instead of guessing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from charging_engine.sessions.model import InvalidRequest, NotFound
+from charging_engine.web.problems import (
+    ENGINE_UNAVAILABLE,
+    INVALID_REQUEST,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    PROBLEM_MEDIA_TYPE,
+    UNAUTHORIZED,
+    UNSUPPORTED_MEDIA_TYPE,
+    ApiProblem,
+    FieldError,
+    Problem,
+    ProblemResponse,
+    install_common,
+    problem,
+    responses_for,
+    use_problem_media_type,
+)
+
+__all__ = [
+    "ENGINE_UNAVAILABLE",
+    "INVALID_REQUEST",
+    "METHOD_NOT_ALLOWED",
+    "NOT_FOUND",
+    "PAYLOAD_TOO_LARGE",
+    "PROBLEM_MEDIA_TYPE",
+    "UNAUTHORIZED",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "ApiProblem",
+    "FieldError",
+    "Problem",
+    "ProblemResponse",
+    "install",
+    "problem",
+    "responses",
+    "use_problem_media_type",
+]
 
 log = logging.getLogger(__name__)
 
-PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
-TYPE_PREFIX: Final = "urn:charging-engine:problem:"
-
-UNAUTHORIZED: Final = "unauthorized"
-INVALID_REQUEST: Final = "invalid_request"
-NOT_FOUND: Final = "not_found"
-METHOD_NOT_ALLOWED: Final = "method_not_allowed"
-UNSUPPORTED_MEDIA_TYPE: Final = "unsupported_media_type"
-PAYLOAD_TOO_LARGE: Final = "payload_too_large"
-ENGINE_UNAVAILABLE: Final = "engine_unavailable"
-
-_TITLES: Final[dict[int, str]] = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Content",
-    503: "Service Unavailable",
+_DESCRIPTIONS: Final[dict[int, str]] = {
+    401: "Missing or unknown API key",
+    404: "Unknown account or call (see `reason`)",
+    405: "Method not allowed",
+    413: "Request body too large",
+    415: "Body is not `application/json`",
+    422: "Invalid request: malformed JSON, wrong types, out-of-range values, bad numbers",
+    503: "The engine cannot answer (Redis unavailable); apply the failure policy",
 }
-_REASONS_BY_STATUS: Final[dict[int, str]] = {
-    401: UNAUTHORIZED,
-    404: NOT_FOUND,
-    405: METHOD_NOT_ALLOWED,
-    413: PAYLOAD_TOO_LARGE,
-    415: UNSUPPORTED_MEDIA_TYPE,
-    422: INVALID_REQUEST,
-    503: ENGINE_UNAVAILABLE,
-}
-_MAX_LISTED_ERRORS: Final = 20  # a hostile body must not buy a huge error response
 
 
-class FieldError(BaseModel):
-    """One rejected input: where it is and what is wrong with it."""
-
-    field: str
-    message: str
-    type: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, plus the engine's machine-readable ``reason``."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    reason: str
-    errors: list[FieldError] | None = None
-
-
-class ProblemResponse(JSONResponse):
-    """JSON rendered with the problem media type, so clients can tell errors from results."""
-
-    media_type = PROBLEM_MEDIA_TYPE
-
-
-class ApiProblem(Exception):
-    """Raised by routes and dependencies to answer with a problem (401, 415, ...)."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        detail: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
-        self.headers = dict(headers) if headers else None
-
-
-def problem_body(status: int, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
-    """The problem document; ``extra`` adds members (RFC 9457 extension members)."""
-    body: dict[str, Any] = {
-        "type": TYPE_PREFIX + reason,
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        "reason": reason,
-    }
-    body.update(extra)
-    return body
-
-
-def problem(
-    status: int,
-    reason: str,
-    detail: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    **extra: Any,
-) -> ProblemResponse:
-    return ProblemResponse(
-        problem_body(status, reason, detail, **extra), status_code=status, headers=headers
-    )
-
-
-# --- validation errors -------------------------------------------------------------------------
-
-
-def _field_name(loc: Sequence[Any]) -> str:
-    """``("body", "sequence")`` -> ``sequence``; ``("path", "account")`` -> ``account``."""
-    rest = [str(p) for p in loc[1:]]
-    return ".".join(rest) if rest else str(loc[0]) if loc else "request"
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    kind = err.get("type", "")
-    loc = err.get("loc", ())
-    if kind == "json_invalid":
-        ctx = err.get("ctx") or {}
-        return f"malformed JSON ({ctx.get('error', 'decode error')})"
-    if kind == "missing" and tuple(loc) == ("body",):
-        return "a JSON object body is required"
-    if kind in ("model_attributes_type", "dict_type", "model_type") and tuple(loc) == ("body",):
-        return "the body must be a JSON object"
-    return str(err.get("msg", "invalid value"))
-
-
-def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[FieldError]:
-    """Pydantic/FastAPI errors as ``FieldError``s, without echoing the (maybe huge) input."""
-    out: list[FieldError] = []
-    for err in errors:
-        if len(out) >= _MAX_LISTED_ERRORS:
-            break
-        loc = tuple(err.get("loc", ()))
-        field = "body" if err.get("type") == "json_invalid" else _field_name(loc)
-        out.append(FieldError(field=field, message=_message(err), type=str(err.get("type", ""))))
-    return out
-
-
-def validation_detail(errors: Sequence[FieldError]) -> str:
-    """One line naming every bad field, e.g. ``sequence: Input should be a valid integer``."""
-    parts = [e.message if e.field == "body" else f"{e.field}: {e.message}" for e in errors]
-    return "invalid request: " + "; ".join(parts) if parts else "invalid request"
-
-
-# --- handlers ----------------------------------------------------------------------------------
-# Handlers take ``Exception`` (Starlette's handler type) and are async so that Starlette does
-# not push them to a thread pool.
-
-
-async def api_problem_handler(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, ApiProblem)
-    return problem(exc.status, exc.reason, exc.detail, headers=exc.headers)
-
-
-async def not_found_handler(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, NotFound)
-    return problem(404, exc.reason.value, str(exc))
-
-
-async def invalid_request_handler(request: Request, exc: Exception) -> ProblemResponse:
-    return problem(422, INVALID_REQUEST, str(exc) or "invalid request")
-
-
-async def validation_handler(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = field_errors(exc.errors())
-    return problem(
-        422,
-        INVALID_REQUEST,
-        validation_detail(errors),
-        errors=[e.model_dump() for e in errors],
-    )
-
-
-async def http_exception_handler(request: Request, exc: Exception) -> ProblemResponse:
-    """Routing errors (404, 405), body too large (413) and unparseable bodies (400)."""
-    assert isinstance(exc, StarletteHTTPException)
-    status = exc.status_code
-    if isinstance(exc.__cause__, ApiProblem):  # raised while FastAPI read the body
-        return await api_problem_handler(request, exc.__cause__)
-    if status == 400 and isinstance(exc.__cause__, ValueError):
-        # FastAPI's "error parsing the body": JSON that json.loads refuses beyond
-        # JSONDecodeError (an integer of more than 4300 digits). Same answer as bad JSON.
-        return problem(422, INVALID_REQUEST, "invalid request: malformed JSON body")
-    if status == 404:
-        detail = f"no route {request.url.path}"
-    elif status == 405:
-        detail = f"method {request.method} is not allowed on {request.url.path}"
-    else:
-        detail = str(exc.detail)
-    reason = _REASONS_BY_STATUS.get(status, INVALID_REQUEST if status < 500 else ENGINE_UNAVAILABLE)
-    return problem(status, reason, detail, headers=exc.headers)
+def responses(
+    *statuses: int, overrides: Mapping[int, type[BaseModel]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a real-time route."""
+    return responses_for(_DESCRIPTIONS, statuses, overrides)
 
 
 async def unavailable_handler(request: Request, exc: Exception) -> ProblemResponse:
@@ -233,53 +89,9 @@ async def unexpected_handler(request: Request, exc: Exception) -> ProblemRespons
 
 def install(app: FastAPI) -> None:
     """Register every problem handler on ``app``."""
-    app.add_exception_handler(ApiProblem, api_problem_handler)
-    app.add_exception_handler(NotFound, not_found_handler)
-    app.add_exception_handler(InvalidRequest, invalid_request_handler)
-    app.add_exception_handler(RequestValidationError, validation_handler)
-    app.add_exception_handler(StarletteHTTPException, http_exception_handler)
+    install_common(app)
     # Infrastructure failures are expected in production: handled (and logged) here, inside
     # the exception middleware, instead of travelling up as an unhandled error.
     app.add_exception_handler(RedisError, unavailable_handler)
     app.add_exception_handler(OSError, unavailable_handler)  # ConnectionError, TimeoutError
     app.add_exception_handler(Exception, unexpected_handler)
-
-
-# --- OpenAPI -----------------------------------------------------------------------------------
-
-_DESCRIPTIONS: Final[dict[int, str]] = {
-    401: "Missing or unknown API key",
-    404: "Unknown account or call (see `reason`)",
-    405: "Method not allowed",
-    413: "Request body too large",
-    415: "Body is not `application/json`",
-    422: "Invalid request: malformed JSON, wrong types, out-of-range values, bad numbers",
-    503: "The engine cannot answer (Redis unavailable); apply the failure policy",
-}
-
-
-def responses(
-    *statuses: int, overrides: Mapping[int, type[BaseModel]] | None = None
-) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: the problem model for each status (fixed up by ``openapi``)."""
-    models = overrides or {}
-    return {
-        s: {"model": models.get(s, Problem), "description": _DESCRIPTIONS.get(s, "Error")}
-        for s in statuses
-    }
-
-
-def use_problem_media_type(schema: dict[str, Any]) -> None:
-    """Move error response bodies from ``application/json`` to the problem media type.
-
-    FastAPI documents every ``responses=`` model under the route's media type; errors are
-    actually sent as ``application/problem+json``.
-    """
-    for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
-            for status, response in operation.get("responses", {}).items():
-                content = response.get("content")
-                if not str(status).startswith(("4", "5")) or not content:
-                    continue
-                if "application/json" in content:
-                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
