@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import Path, Query
 from pydantic import (
@@ -143,14 +143,3 @@ class Page(Out):
     """One page of a listing; pass ``next_cursor`` back as ``cursor`` for the next one."""
 
     next_cursor: str | None = None
-
-
-def jsonable(value: Any) -> Any:
-    """Dates as ISO strings, for audit JSON."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    return value
