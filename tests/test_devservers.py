@@ -17,14 +17,17 @@ import redis
 import uvloop
 
 from charging_engine.devservers import (
+    INSTALL_HINT,
     MIN_POSTGRES,
     MIN_REDIS,
     MissingBinaries,
     PostgresServer,
     PrivateStack,
     RedisServer,
+    apt_packages,
     ensure_binaries,
     free_port,
+    install_hint,
     reap_stale_runs,
 )
 
@@ -326,23 +329,81 @@ def test_private_stack_uses_urls_from_the_environment(
         assert stack.database_url == private_postgres.url
 
 
-def test_private_stack_starts_only_the_servers_asked_for(
+def _children() -> dict[int, str]:
+    """This process's live child processes: pid -> command name (the servers are children)."""
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        if int(fields[1]) == os.getpid() and fields[0] not in ("Z", "X"):
+            found[int(entry)] = head.split("(", 1)[1]
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
+def test_private_stack_with_redis_only_starts_no_postgres(
     devservers_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    with PrivateStack(devservers_dir / "stacks", postgres=False) as stack:
+    before = _children()
+    with PrivateStack(devservers_dir / "stacks", redis=True, postgres=False) as stack:
         assert stack.redis is not None and stack.postgres is None
-        assert not (stack.run_dir / "pg").exists()
+        new = {pid: name for pid, name in _children().items() if pid not in before}
+        assert new == {stack.redis.pid: "redis-server"}
+        assert sorted(p.name for p in stack.run_dir.iterdir()) == ["redis"]
         client = redis.Redis.from_url(stack.redis_url)
-        assert client.ping()
-        client.close()
-        with pytest.raises(RuntimeError):
+        try:
+            assert client.ping()
+        finally:
+            client.close()
+        with pytest.raises(RuntimeError, match=r"no PostgreSQL: made with postgres=False"):
             _ = stack.database_url
-    with PrivateStack(devservers_dir / "stacks", redis=False) as stack:
+        run_dir, redis_pid = stack.run_dir, stack.redis.pid
+    assert not run_dir.exists() and _gone(redis_pid)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
+async def test_private_stack_with_postgres_only_needs_no_redis(
+    devservers_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    # no redis-server (nor apt-get) on PATH: starting must not even look for it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    before = _children()
+    with PrivateStack(devservers_dir / "stacks", redis=False, postgres=True) as stack:
         assert stack.redis is None and stack.postgres is not None
-        assert not (stack.run_dir / "redis").exists()
-        assert stack.postgres.running
+        new = {pid: name for pid, name in _children().items() if pid not in before}
+        assert new == {stack.postgres.pid: "postgres"}
+        assert sorted(p.name for p in stack.run_dir.iterdir()) == ["pg"]
+        conn = await asyncpg.connect(stack.database_url)
+        try:
+            assert await conn.fetchval("select 1") == 1
+        finally:
+            await conn.close()
+        with pytest.raises(RuntimeError, match=r"no Redis: made with redis=False"):
+            _ = stack.redis_url
+        run_dir, pg_pid = stack.run_dir, stack.postgres.pid
+    assert not run_dir.exists() and _gone(pg_pid)
+
+
+def test_urls_of_a_stack_not_started_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    stack = PrivateStack(Path("unused"))
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = stack.redis_url
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = stack.database_url
 
 
 @pytest.mark.parametrize(
@@ -353,31 +414,69 @@ def test_private_stack_starts_only_the_servers_asked_for(
         (True, True, False, True, ["redis-server"]),
         (True, False, False, False, ["redis-server"]),
         (False, True, False, False, ["postgresql"]),
+        (False, False, False, False, []),
         (True, True, True, True, []),
     ],
 )
 def test_apt_installs_only_the_missing_package(
     need_redis: bool, need_pg: bool, redis_found: bool, pg_found: bool, expected: list[str]
 ) -> None:
-    from charging_engine.devservers.binaries import apt_packages
-
     assert apt_packages(need_redis, need_pg, redis_found, pg_found) == expected
 
 
-def test_only_the_needed_binary_is_looked_for(tmp_path: Path) -> None:
-    """With Redis not needed, a machine without redis-server passes (Postgres found)."""
-    from charging_engine.devservers.binaries import _ensure
+def test_install_hint_names_only_the_given_packages() -> None:
+    assert install_hint(["redis-server"]) == (
+        "install redis-server (>= 7): apt-get install -y redis-server"
+    )
+    assert install_hint(["postgresql"]) == (
+        "install postgresql-15 (or newer): apt-get install -y postgresql"
+    )
+    assert install_hint(["postgresql", "redis-server"]) == INSTALL_HINT
+    assert "redis-server postgresql" in INSTALL_HINT
 
+
+def test_missing_redis_only_names_redis(tmp_path: Path) -> None:
     _, pg_bin = ensure_binaries()
     empty = tmp_path / "empty"
     empty.mkdir()
-    redis_path, found = _ensure(path=str(empty), pg_candidates=[pg_bin], install=False,
-                                need_redis=False, need_postgres=True)
-    assert redis_path is None and found == pg_bin
-    with pytest.raises(MissingBinaries, match="redis-server") as missing:
-        _ensure(path=str(empty), pg_candidates=[pg_bin], install=False,
-                need_redis=True, need_postgres=True)
-    assert "PostgreSQL server binaries" not in str(missing.value).split("(")[0]
+    # real PostgreSQL binaries, no redis-server (and no apt-get) on the search PATH
+    with pytest.raises(MissingBinaries) as caught:
+        ensure_binaries(path=str(empty), pg_candidates=[pg_bin])
+    message = str(caught.value)
+    assert "redis-server not found" in message
+    assert message.endswith("To fix: install redis-server (>= 7): apt-get install -y redis-server")
+    assert "postgres" not in message.lower()
+    # and without Redis needed, the same machine is fine
+    assert ensure_binaries(path=str(empty), pg_candidates=[pg_bin], redis=False) == (None, pg_bin)
+
+
+def test_missing_postgres_only_names_postgres(tmp_path: Path) -> None:
+    redis_server, _ = ensure_binaries()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "redis-server").symlink_to(redis_server)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    # a real redis-server on the search PATH, no PostgreSQL anywhere searched (nor apt-get)
+    with pytest.raises(MissingBinaries) as caught:
+        ensure_binaries(path=str(bin_dir), pg_candidates=[empty])
+    message = str(caught.value)
+    assert "PostgreSQL server binaries" in message
+    assert message.endswith(
+        "To fix: install postgresql-15 (or newer): apt-get install -y postgresql"
+    )
+    assert "redis" not in message.lower()
+    assert ensure_binaries(path=str(bin_dir), pg_candidates=[empty], postgres=False) == (
+        bin_dir / "redis-server",
+        None,
+    )
+
+
+def test_nothing_needed_looks_for_nothing(tmp_path: Path) -> None:
+    assert ensure_binaries(path=str(tmp_path), pg_candidates=[], redis=False, postgres=False) == (
+        None,
+        None,
+    )
 
 
 _CHILD = """

@@ -9,6 +9,9 @@ Typical use::
     with PrivateStack() as stack:
         run_something(stack.redis_url, stack.database_url)
 
+    with PrivateStack(redis=False) as stack:  # PostgreSQL only: redis-server not even needed
+        run_something_else(stack.database_url)
+
 The servers are stopped when the stack exits, when this process exits normally (atexit), on
 SIGTERM/SIGHUP of this process, and (on Linux) when this process dies abruptly: the children get
 SIGKILL from the kernel through ``PR_SET_PDEATHSIG``.  No orphan servers outlive a run.
@@ -19,8 +22,10 @@ from charging_engine.devservers.binaries import (
     MIN_POSTGRES,
     MIN_REDIS,
     MissingBinaries,
+    apt_packages,
     ensure_binaries,
     ensure_needed,
+    install_hint,
 )
 from charging_engine.devservers.postgres import PostgresServer
 from charging_engine.devservers.redis_server import RedisServer
@@ -35,8 +40,10 @@ __all__ = [
     "PostgresServer",
     "PrivateStack",
     "RedisServer",
+    "apt_packages",
     "ensure_binaries",
     "ensure_needed",
     "free_port",
+    "install_hint",
     "reap_stale_runs",
 ]

@@ -12,14 +12,26 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, overload
 
 MIN_REDIS = 7
 MIN_POSTGRES = 15
 APT_PACKAGES = ("redis-server", "postgresql")
-INSTALL_HINT = (
-    f"install redis-server (>= {MIN_REDIS}) and postgresql-{MIN_POSTGRES} (or newer): "
-    "apt-get install -y redis-server postgresql"
-)
+_WHAT = {
+    "redis-server": f"redis-server (>= {MIN_REDIS})",
+    "postgresql": f"postgresql-{MIN_POSTGRES} (or newer)",
+}
+
+
+def install_hint(packages: Sequence[str]) -> str:
+    """What to install for ``packages`` (of APT_PACKAGES): the error names only what is missing."""
+    wanted = [p for p in APT_PACKAGES if p in packages]
+    what = " and ".join(_WHAT[p] for p in wanted)
+    return f"install {what}: apt-get install -y {' '.join(wanted)}"
+
+
+INSTALL_HINT = install_hint(APT_PACKAGES)
+
 
 class MissingBinaries(RuntimeError):
     """redis-server or the PostgreSQL server binaries are missing (or too old) and cannot be
@@ -43,10 +55,12 @@ def _version(argv: Sequence[str], pattern: str) -> int | None:
 
 
 def _redis_version(redis_server: Path) -> int | None:
+    """Major version of ``redis_server``: Redis < 7 lacks functions the engine loads."""
     return _version([str(redis_server), "--version"], r"v=(\d+)\.")
 
 
 def _postgres_version(bin_dir: Path) -> int | None:
+    """Major version of the server in ``bin_dir``: several may be installed side by side."""
     return _version([str(bin_dir / "postgres"), "--version"], r"\(PostgreSQL\)\s+(\d+)")
 
 
@@ -60,6 +74,7 @@ def _default_pg_candidates() -> list[Path]:
 
 
 def _pg_bin_dirs(path: str | None, candidates: Sequence[Path] | None) -> list[Path]:
+    """Folders that may hold the server binaries, in order: Debian keeps them off PATH."""
     dirs: list[Path] = []
     pg_config = shutil.which("pg_config", path=path)
     if pg_config:
@@ -135,7 +150,8 @@ def _find(
 def apt_packages(
     need_redis: bool, need_postgres: bool, redis_found: bool, pg_found: bool
 ) -> list[str]:
-    """The Debian packages to install: only those of the servers needed and not found."""
+    """The Debian packages to install (and to name in the error): only those of the servers
+    needed and not found (a too old one counts as not found), so nothing else is touched."""
     wanted: list[str] = []
     if need_redis and not redis_found:
         wanted.append(APT_PACKAGES[0])
@@ -145,6 +161,7 @@ def apt_packages(
 
 
 def _apt_install(apt_get: str, packages: Sequence[str]) -> None:
+    """``apt-get update`` then install ``packages``, non-interactively (no tty in CI)."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     print(
         f"devservers: installing {' '.join(packages)} with apt-get ...",
@@ -158,7 +175,8 @@ def _apt_install(apt_get: str, packages: Sequence[str]) -> None:
         result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, check=False)
         if result.returncode != 0:
             raise MissingBinaries(
-                f"`{' '.join(argv)}` failed with exit code {result.returncode}; {INSTALL_HINT}"
+                f"`{' '.join(argv)}` failed with exit code {result.returncode}; "
+                f"{install_hint(packages)}"
             )
 
 
@@ -170,18 +188,21 @@ def _ensure(
     need_redis: bool,
     need_postgres: bool,
 ) -> tuple[Path | None, Path | None]:
+    """Find what is needed, install what is missing if we may; None for what is not needed."""
     redis_path, pg_bin, problems = _find(path, pg_candidates, need_redis, need_postgres)
     if not problems:
         return redis_path, pg_bin
+    packages = apt_packages(need_redis, need_postgres, redis_path is not None, pg_bin is not None)
     apt_get = shutil.which("apt-get", path=path)
     can_install = install and os.geteuid() == 0 and apt_get is not None
     if can_install and apt_get is not None:
-        _apt_install(apt_get, apt_packages(
-            need_redis, need_postgres, redis_path is not None, pg_bin is not None
-        ))
+        _apt_install(apt_get, packages)
         redis_path, pg_bin, problems = _find(path, pg_candidates, need_redis, need_postgres)
         if not problems:
             return redis_path, pg_bin
+        packages = apt_packages(
+            need_redis, need_postgres, redis_path is not None, pg_bin is not None
+        )
         why = "still missing after apt-get install"
     elif not install:
         why = "automatic installation disabled"
@@ -189,7 +210,29 @@ def _ensure(
         why = "not root, so cannot install them"
     else:
         why = "no apt-get (not Debian/Ubuntu), so cannot install them"
-    raise MissingBinaries(f"{'; '.join(problems)} ({why}). To fix: {INSTALL_HINT}")
+    raise MissingBinaries(f"{'; '.join(problems)} ({why}). To fix: {install_hint(packages)}")
+
+
+@overload
+def ensure_binaries(
+    *,
+    path: str | None = None,
+    pg_candidates: Sequence[Path] | None = None,
+    install: bool = True,
+    redis: Literal[True] = True,
+    postgres: Literal[True] = True,
+) -> tuple[Path, Path]: ...
+
+
+@overload
+def ensure_binaries(
+    *,
+    path: str | None = None,
+    pg_candidates: Sequence[Path] | None = None,
+    install: bool = True,
+    redis: bool = True,
+    postgres: bool = True,
+) -> tuple[Path | None, Path | None]: ...
 
 
 def ensure_binaries(
@@ -197,32 +240,33 @@ def ensure_binaries(
     path: str | None = None,
     pg_candidates: Sequence[Path] | None = None,
     install: bool = True,
-) -> tuple[Path, Path]:
+    redis: bool = True,
+    postgres: bool = True,
+) -> tuple[Path | None, Path | None]:
     """Return (redis-server path, PostgreSQL bin dir), installing them with apt-get if needed.
 
-    ``path`` is the search PATH (default: ``$PATH``; apt-get is looked up there too) and
-    ``pg_candidates`` the directories tried for the PostgreSQL server binaries besides
-    ``pg_config --bindir`` and ``postgres`` on PATH (default: ``/usr/lib/postgresql/*/bin`` and
-    the like).  When something is missing and we are root with apt-get (and ``install``), run
-    ``apt-get update`` and ``apt-get install -y`` with the missing package(s) only; raise
-    :class:`MissingBinaries` if they are still missing or older than Redis 7 / PostgreSQL 15.
+    ``redis=False`` / ``postgres=False``: that server is not needed (a URL replaces it), so it
+    is neither looked for nor installed, and its place in the result is None.  ``path`` is the
+    search PATH (default: ``$PATH``; apt-get is looked up there too) and ``pg_candidates`` the
+    directories tried for the PostgreSQL server binaries besides ``pg_config --bindir`` and
+    ``postgres`` on PATH (default: ``/usr/lib/postgresql/*/bin`` and the like).  When something
+    needed is missing and we are root with apt-get (and ``install``), run ``apt-get update`` and
+    ``apt-get install -y`` with the missing package only; raise :class:`MissingBinaries` (naming
+    only what is missing) if it is still missing or older than Redis 7 / PostgreSQL 15.
     """
-    redis_path, pg_bin = _ensure(
+    return _ensure(
         path=path,
         pg_candidates=pg_candidates,
         install=install,
-        need_redis=True,
-        need_postgres=True,
+        need_redis=redis,
+        need_postgres=postgres,
     )
-    assert redis_path is not None and pg_bin is not None
-    return redis_path, pg_bin
 
 
 def ensure_needed(*, redis: bool, postgres: bool) -> None:
-    """Make sure the servers a command will start are there (``./run``: a server given by
-    ``REDIS_URL``/``DATABASE_URL`` is not started, so its binary is not needed)."""
-    _ensure(path=None, pg_candidates=None, install=True, need_redis=redis,
-            need_postgres=postgres)
+    """Same as ``ensure_binaries(redis=..., postgres=...)`` without a result (kept for callers
+    that only need the servers to be installable)."""
+    ensure_binaries(redis=redis, postgres=postgres)
 
 
 _lookup_lock = threading.Lock()
@@ -233,9 +277,8 @@ def _default_binary(kind: str) -> Path:
     """redis-server (``kind="redis"``) or the Postgres bin dir, found (or installed) once."""
     with _lookup_lock:
         if kind not in _lookup_cache:
-            redis_found, pg_found = _ensure(
-                path=None, pg_candidates=None, install=True,
-                need_redis=kind == "redis", need_postgres=kind == "postgres",
+            redis_found, pg_found = ensure_binaries(
+                redis=kind == "redis", postgres=kind == "postgres"
             )
             found = redis_found if kind == "redis" else pg_found
             assert found is not None
@@ -244,9 +287,10 @@ def _default_binary(kind: str) -> Path:
 
 
 def _default_redis_server() -> Path:
+    """redis-server for a RedisServer given none (found once per process)."""
     return _default_binary("redis")
 
 
 def _default_pg_bin() -> Path:
+    """The PostgreSQL bin dir for a PostgresServer given none (found once per process)."""
     return _default_binary("postgres")
-

@@ -24,6 +24,7 @@ from charging_engine.devservers.supervision import HOST, _ChildServer
 
 
 def _running_as_root() -> bool:
+    """Whether we are root: initdb and postgres then have to run as another user."""
     return os.geteuid() == 0
 
 
@@ -67,8 +68,6 @@ def _user_can_traverse(path: Path, user: pwd.struct_passwd) -> bool:
         if not ok:
             return False
     return True
-
-
 
 
 def _pg_ready(port: int, timeout: float = 1.0) -> bool:
@@ -163,6 +162,7 @@ class PostgresServer(_ChildServer):
         return self.data_dir / "data"
 
     def _relocated_base(self) -> Path:
+        """Where the cluster lives when the postgres user cannot reach ``data_dir`` (root)."""
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
         return Path(tempfile.gettempdir()) / f"charging-engine-pg-{digest}"
 
@@ -171,6 +171,7 @@ class PostgresServer(_ChildServer):
             os.chown(path, self._user.pw_uid, self._user.pw_gid)
 
     def _prepare(self) -> None:
+        """Create the folders (owned by postgres when we are root) and initdb once."""
         bin_dir = self.bin_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if _running_as_root():
@@ -256,6 +257,7 @@ class PostgresServer(_ChildServer):
         proc.send_signal(signal.SIGINT)  # "fast" shutdown: roll back sessions, checkpoint
 
     def _run_tool(self, tool: str, *args: str) -> None:
+        """Run a client tool (createdb, dropdb) against this server, starting it if needed."""
         self.start()
         argv = [str(self.bin_dir / tool), "-h", HOST, "-p", str(self.port), "-U", "postgres"]
         result = subprocess.run(
@@ -293,7 +295,3 @@ class PostgresServer(_ChildServer):
         elif self._base is None and _running_as_root():
             shutil.rmtree(self._relocated_base(), ignore_errors=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------
-# both at once

@@ -12,6 +12,7 @@ from charging_engine.devservers.supervision import HOST, _ChildServer
 
 
 def _redis_ping(port: int, timeout: float = 0.5) -> bool:
+    """Whether Redis answers PING on ``port``: listening alone does not mean data is loaded."""
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as s:
             s.sendall(b"PING\r\n")
@@ -74,8 +75,3 @@ class RedisServer(_ChildServer):
                 s.recv(64)
         except OSError:
             proc.send_signal(signal.SIGTERM)
-
-
-# --------------------------------------------------------------------------------------------
-# PostgreSQL
-

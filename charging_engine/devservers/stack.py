@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from charging_engine.devservers.binaries import _ensure
+from charging_engine.devservers.binaries import ensure_binaries
 from charging_engine.devservers.postgres import PostgresServer
 from charging_engine.devservers.redis_server import RedisServer
 from charging_engine.devservers.supervision import (
@@ -45,10 +45,12 @@ class PrivateStack:
     """Redis + PostgreSQL for one run, in ``base_dir/run-<pid>-<random>/{redis,pg}``.
 
     ``REDIS_URL`` / ``DATABASE_URL`` in the environment are used instead of starting that
-    server, and ``redis=False`` / ``postgres=False`` say a server is not needed at all; the
-    matching ``redis`` / ``postgres`` attribute is then None (and its URL property raises for a
-    server not needed).  On exit (and on SIGTERM/SIGHUP, or at interpreter exit) the servers
-    are stopped and the run folder removed.
+    server, and ``redis=False`` / ``postgres=False`` say a server is not needed at all: it is
+    neither installed nor started and gets no folder.  The ``redis`` / ``postgres`` attribute
+    is None for a server not started here; ``redis_url`` / ``database_url`` give the URL from
+    the environment then, and raise RuntimeError saying why when there is none.  On exit (and
+    on SIGTERM/SIGHUP, or at interpreter exit) the servers are stopped and the run folder
+    removed.
     """
 
     redis: RedisServer | None
@@ -76,32 +78,38 @@ class PrivateStack:
 
     @property
     def redis_url(self) -> str:
+        """URL of the Redis to use: ours, else ``REDIS_URL``."""
         if self.redis is not None:
             return self.redis.url
         if self._external_redis is None:
-            raise RuntimeError("PrivateStack is not started")
+            raise RuntimeError(self._no_server("Redis", "redis", "REDIS_URL", self._want_redis))
         return self._external_redis
 
     @property
     def database_url(self) -> str:
+        """URL of the PostgreSQL database to use: ours, else ``DATABASE_URL``."""
         if self.postgres is not None:
             return self.postgres.url
         if self._external_db is None:
-            raise RuntimeError("PrivateStack is not started")
+            raise RuntimeError(
+                self._no_server("PostgreSQL", "postgres", "DATABASE_URL", self._want_postgres)
+            )
         return self._external_db
 
+    @staticmethod
+    def _no_server(what: str, arg: str, env: str, wanted: bool) -> str:
+        """Why there is no URL: a server left out on purpose, or a stack not started yet."""
+        if not wanted:
+            return f"this PrivateStack has no {what}: made with {arg}=False and {env} unset"
+        return f"PrivateStack is not started (no {what} yet): use it in a with block or start()"
+
     def start(self) -> None:
+        """Start the servers needed (none if URLs replace them), installing what is missing."""
         need_redis = self._want_redis and self._external_redis is None
         need_pg = self._want_postgres and self._external_db is None
         if not (need_redis or need_pg):
             return
-        redis_bin, pg_bin = _ensure(
-            path=None,
-            pg_candidates=None,
-            install=True,
-            need_redis=need_redis,
-            need_postgres=need_pg,
-        )
+        redis_bin, pg_bin = ensure_binaries(redis=need_redis, postgres=need_pg)
         reap_stale_runs(self.base_dir)
         self.run_dir.mkdir(parents=True)
         _install_cleanup_handlers()
@@ -120,7 +128,7 @@ class PrivateStack:
             raise
 
     def close(self) -> None:
-        """Stop both servers and delete the run folder (idempotent)."""
+        """Stop the servers started and delete the run folder (idempotent)."""
         if self.redis is not None:
             self.redis.stop()
         if self.postgres is not None:

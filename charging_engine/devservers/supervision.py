@@ -23,6 +23,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 _POLL = 0.02
 
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -56,16 +57,19 @@ def _cleanup_all() -> None:
 
 
 def _register_cleanup(fn: Callable[[], None]) -> None:
+    """Run ``fn`` at exit or on SIGTERM/SIGHUP (e.g. to remove a run folder, not just stop)."""
     with _live_lock:
         _cleanups.append(fn)
 
 
 def _unregister_cleanup(fn: Callable[[], None]) -> None:
+    """Forget ``fn`` once it has run, so a closed stack is not kept alive until exit."""
     with _live_lock, contextlib.suppress(ValueError):
         _cleanups.remove(fn)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Clean up, then do what the signal would have done without us (chain or terminate)."""
     _cleanup_all()
     previous = _previous_handlers.get(signum, signal.SIG_DFL)
     if callable(previous):
@@ -115,8 +119,8 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
     return preexec
 
 
-
 def _is_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (owned by someone else counts): its folder is in use."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -197,6 +201,7 @@ class _ChildServer:
                 raise
 
     def _spawn_and_wait(self) -> None:
+        """Start the process and poll until it answers, dies or times out (RuntimeError)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
@@ -284,8 +289,3 @@ class _ChildServer:
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
         return f"<{type(self).__name__} port {self.port} {state} in {self.data_dir}>"
-
-
-# --------------------------------------------------------------------------------------------
-# Redis
-
