@@ -6,13 +6,16 @@ these make the use cases safe for callers without such models (billing, CLI task
 
 from __future__ import annotations
 
-from typing import Final
+from enum import StrEnum
+from typing import Final, TypeVar
 
 from charging_engine import ids
 from charging_engine.account_status import AccountStatus
 from charging_engine.accounts.errors import InvalidInput
 from charging_engine.accounts.record import AccountKind
 from charging_engine.money import MoneyError, currency_exponent
+
+E = TypeVar("E", bound=StrEnum)
 
 MAX_THRESHOLDS: Final = 5  # low-balance alert lines per account
 
@@ -43,17 +46,17 @@ def check_thresholds(lines: tuple[int, ...]) -> None:
         raise InvalidInput(f"at most {MAX_THRESHOLDS} low-balance lines")
 
 
-def check_status(value: str) -> AccountStatus:
+def _member(enum: type[E], what: str, value: str) -> E:
     try:
-        return AccountStatus(value)
+        return enum(value)
     except ValueError:
-        known = [s.value for s in AccountStatus]
-        raise InvalidInput(f"status {value!r} is not one of {known}") from None
+        known = [m.value for m in enum]
+        raise InvalidInput(f"{what} {value!r} is not one of {known}") from None
+
+
+def check_status(value: str) -> AccountStatus:
+    return _member(AccountStatus, "status", value)
 
 
 def check_kind(value: str) -> AccountKind:
-    try:
-        return AccountKind(value)
-    except ValueError:
-        known = [k.value for k in AccountKind]
-        raise InvalidInput(f"kind {value!r} is not one of {known}") from None
+    return _member(AccountKind, "kind", value)
