@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
 from fastapi import Depends, Request
 
+from billing.clock import Clock
 from charging_engine.accounts.changes import AccountChanges
 from charging_engine.accounts.money import MoneyOperations
 from charging_engine.balance.store import BalanceStore
@@ -41,16 +43,29 @@ class CatalogRefresher:
             self._done = target
 
 
+class EngineClock:
+    """Billing's "now" from the engine's clock, so one clock moves both in tests and demos."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._engine.service.clock() / 1000, UTC)
+
+
 @dataclass
 class AdminContext:
     engine: Engine
     metrics: Metrics
     hub: AlertHub
+    clock: Clock | None = None  # billing's "now"; default: the engine's clock
     refresher: CatalogRefresher = field(init=False)
     accounts: AccountChanges = field(init=False)  # the engine's use cases, for the routes
     money: MoneyOperations = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.clock is None:
+            self.clock = EngineClock(self.engine)
         self.refresher = CatalogRefresher(self.engine)
         self.accounts = AccountChanges(
             self.engine.pool, self.engine.store, clock=self.now_ms,
@@ -75,6 +90,11 @@ class AdminContext:
 
     def now_ms(self) -> int:
         return self.engine.service.clock()
+
+    def now(self) -> datetime:
+        """Billing's "now" (an aware UTC datetime)."""
+        assert self.clock is not None
+        return self.clock.now()
 
 
 def get_context(request: Request) -> AdminContext:

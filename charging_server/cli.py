@@ -1,5 +1,5 @@
 """``charging-engine`` command line: serve, settle, migrate, load-data, rebuild-balances, reconcile,
-rerate, create-platform-key, demo.
+rerate, create-platform-key, bill, demo.
 
 Without REDIS_URL/DATABASE_URL a command runs on private servers it starts itself, and their
 data is thrown away when it ends; with them, it runs on those servers (checked first: one clear
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import uvloop
 
 from charging_engine.config import Settings
-from charging_server import commands, preflight
+from charging_server import billing_cmd, commands, preflight
 from charging_server.serve import cmd_serve
 
 Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
@@ -44,6 +44,7 @@ TASKS: dict[str, Task] = {
     "create-platform-key": Task(commands.cmd_create_platform_key, redis=False,
                                 own_database=True),
     "demo": Task(commands.cmd_demo),
+    "bill": Task(billing_cmd.cmd_bill),
 }
 
 
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     rr.add_argument("--since", required=True, help="ISO 8601 with offset, included")
     rr.add_argument("--until", required=True, help="ISO 8601 with offset, excluded")
     rr.add_argument("--run-id", required=True, help="names the run; re-running it is a no-op")
+    billing_cmd.add_parser(sub)
     pk = sub.add_parser("create-platform-key",
                         help="create an admin API platform key (shown once; needs DATABASE_URL)")
     pk.add_argument("--name", default="", help="a label for the key")

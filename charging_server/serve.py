@@ -17,6 +17,7 @@ from charging_engine.bootstrap import open_engine
 from charging_engine.config import Settings
 from charging_engine.realtime.app import create_app
 from charging_engine.runtime import tune_gc
+from charging_server.billing_cmd import install_billing
 from charging_server.migrations import PACKAGES
 
 
@@ -41,6 +42,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 create_admin_app(engine), settings.admin_host, settings.admin_port
             ))
             print(f"admin API on http://{settings.admin_host}:{settings.admin_port}", flush=True)
+        install_billing(engine)
         tune_gc()
         # uvicorn turns SIGINT/SIGTERM into a graceful shutdown of serve(); then the other
         # listeners and background tasks stop, and settlement acknowledges what it wrote.

@@ -159,7 +159,7 @@ async def adjust(
 
 LedgerKind = Literal[
     "reserve", "extend", "commit", "release", "expire", "topup", "adjust", "withdraw",
-    "provision", "correction",
+    "provision", "correction", "billed",
 ]
 
 

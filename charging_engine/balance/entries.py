@@ -10,6 +10,7 @@ KINDS = frozenset(
     {
         "reserve", "extend", "commit", "release", "expire",
         "topup", "adjust", "withdraw", "provision", "correction",
+        "billed",  # usage handed to an invoice: a postpaid balance gets it back
     }
 )
 
