@@ -14,6 +14,7 @@ import asyncpg
 from billing.enrollment import Enrollment, enroll
 
 _stream = itertools.count(1)
+_calls = itertools.count(1)  # call ids unique across ledgers of one database
 
 
 async def tenant(pool: asyncpg.Pool, tenant_id: str = "t1", currency: str = "USD",
@@ -72,7 +73,6 @@ class Ledger:
 
     pool: asyncpg.Pool
     seqs: dict[tuple[str, str], int] = field(default_factory=dict)
-    calls: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def next_seq(self, tenant: str, account: str) -> int:
         s = self.seqs.get((tenant, account), 0) + 1
@@ -83,7 +83,7 @@ class Ledger:
                    prefix: str = "4420", seconds: int = 60, settle: bool = True) -> Row:
         """One call: its commit entry (and calls row), charged ``cost`` micros at ``at``."""
         seq = self.next_seq(tenant, account)
-        call_id = f"c{next(self.calls)}"
+        call_id = f"c{next(_calls)}"
         row = Row(tenant, account, seq, "commit", -cost, at, call_id, prefix, seconds)
         if settle:
             await self.write([row])
