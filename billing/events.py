@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from billing.minor_units import exponent
-from billing.webhooks.outbox import enqueue
+from billing.webhooks.outbox import enqueue, enqueue_many
 
 
 def invoice_data(r: Any) -> dict[str, Any]:
@@ -40,3 +40,12 @@ async def emit(conn: asyncpg.Connection, event_type: str, invoice: Any, at: date
         conn, invoice["tenant_id"], event_type, {"invoice": invoice_data(invoice)},
         dedup_key=f"{event_type}:{invoice['invoice_id']}", at=at,
     )
+
+
+async def emit_many(conn: asyncpg.Connection, tenant_id: str, event_type: str,
+                    invoices: list[Any], at: datetime) -> int:
+    """``emit`` for many invoices of one tenant, set-based."""
+    return await enqueue_many(conn, tenant_id, [
+        (event_type, {"invoice": invoice_data(r)}, f"{event_type}:{r['invoice_id']}")
+        for r in invoices
+    ], at=at)

@@ -226,6 +226,9 @@ class InvoiceRun:
         now = self.clock.now()
         tenant, account = only or (None, None)
         async with self.pool.acquire() as conn, conn.transaction():
+            # A batch aggregates ~100 entries per account: sorts and hashes of that size stay
+            # in memory instead of spilling to disk at the 4 MB default.
+            await conn.execute("SET LOCAL work_mem = '64MB'")
             rows = await conn.fetch(CLAIM_SQL, now, self.batch_size, tenant, account)
             if not rows:
                 return False

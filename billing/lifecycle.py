@@ -67,26 +67,30 @@ async def finalize_rows(
         return []
     first = await take_numbers(conn, tenant_id, series, len(invoice_ids))
     prefix, pattern = await _numbering(conn, tenant_id, series)
-    done: list[Any] = []
-    for offset, invoice_id in enumerate(invoice_ids):
-        seq = first + offset
-        issued = await conn.fetchval(
-            "SELECT issued_on FROM invoices WHERE invoice_id = $1", invoice_id
-        )
-        number = format_number(pattern, prefix=prefix, seq=seq, issued_on=issued)
-        row = await conn.fetchrow(
-            "UPDATE invoices SET status = 'finalized', number = $2, number_seq = $3,"
-            " finalized_at = $4, review_until = NULL WHERE invoice_id = $1"
-            " AND status = 'draft' RETURNING *", invoice_id, number, seq, now,
-        )
-        assert row is not None, "finalize_rows needs drafts locked by the caller"
-        event = "receipt.issued" if row["kind"] == "receipt" else "invoice.finalized"
-        await events.emit(conn, event, row, now)
-        done.append(row)
-    return done
+    issued = {r["invoice_id"]: r["issued_on"] for r in await conn.fetch(
+        "SELECT invoice_id, issued_on FROM invoices WHERE invoice_id = ANY($1)",
+        list(invoice_ids),
+    )}
+    seqs = [first + i for i in range(len(invoice_ids))]
+    numbers = [format_number(pattern, prefix=prefix, seq=seq, issued_on=issued[i])
+               for i, seq in zip(invoice_ids, seqs, strict=True)]
+    rows: list[Any] = await conn.fetch(
+        "UPDATE invoices i SET status = 'finalized', number = n.number, number_seq = n.seq,"
+        " finalized_at = $4, review_until = NULL"
+        " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS n(id, number, seq)"
+        " WHERE i.invoice_id = n.id AND i.status = 'draft' RETURNING i.*",
+        list(invoice_ids), numbers, seqs, now,
+    )
+    assert len(rows) == len(invoice_ids), "finalize_rows needs drafts locked by the caller"
+    rows.sort(key=lambda r: r["number_seq"])
+    for kind in ("invoice", "receipt"):
+        mine = [r for r in rows if r["kind"] == kind]
+        event = "receipt.issued" if kind == "receipt" else "invoice.finalized"
+        await events.emit_many(conn, tenant_id, event, mine, now)
+    return rows
 
 
-async def finalize_due(pool: asyncpg.Pool, now: datetime, batch: int = 500) -> int:
+async def finalize_due(pool: asyncpg.Pool, now: datetime, batch: int = 2000) -> int:
     """Finalize the drafts whose review window has closed (at once for automatic tenants)."""
     total = 0
     while True:
