@@ -6,16 +6,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 from datetime import datetime
 from typing import Final
 
 from billing.clock import Clock, MovableClock, SystemClock
 from billing.jobs import BillingJobs
+from billing.kind_switch import KindSwitches
 from billing.schedule import DEFAULT_CRON, run_scheduled
+from billing.secrets import Secrets, SecretsKeyError
+from billing.webhooks.dispatcher import Dispatcher
+from charging_engine.accounts.changes import AccountChanges
 from charging_engine.bootstrap import Engine, open_engine
 from charging_engine.config import Settings
 from charging_server.migrations import PACKAGES
+
+log = logging.getLogger("charging_server.billing")
 
 CRON_ENV: Final = "CE_BILLING_CRON"  # "off" disables the scheduled tick in serve
 
@@ -33,8 +40,14 @@ async def cmd_bill(settings: Settings, args: argparse.Namespace) -> int:
     """Bill what is due now (or at ``--now``), finalize, credit, issue receipts; print figures."""
     clock = _clock(args.now)
     async with open_engine(settings, migrations=PACKAGES) as engine:
-        jobs = BillingJobs(engine.pool, engine.store, clock=clock, batch_size=args.batch)
-        tick = await jobs.tick()
+        sender = dispatcher(engine, clock)
+        jobs = BillingJobs(engine.pool, engine.store, clock=clock, batch_size=args.batch,
+                           deliverer=sender, switches=switches(engine))
+        try:
+            tick = await jobs.tick()
+        finally:
+            if sender is not None:
+                await sender.aclose()
     print(json.dumps(tick.summary()), flush=True)
     return 0
 
@@ -46,12 +59,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     b.add_argument("--batch", type=int, default=500, help="accounts per transaction")
 
 
+def switches(engine: Engine) -> KindSwitches:
+    async def refreshed() -> None:
+        await engine.refresh_catalog()
+
+    accounts = AccountChanges(engine.pool, engine.store, clock=engine.service.clock,
+                              on_catalog_change=refreshed)
+    return KindSwitches(engine.pool, engine.store, accounts)
+
+
+def dispatcher(engine: Engine, clock: Clock) -> Dispatcher | None:
+    """The webhook dispatcher, when ``CE_SECRETS_KEY`` can decrypt endpoint secrets."""
+    try:
+        secrets = Secrets()
+    except SecretsKeyError as exc:
+        log.warning("webhooks are not delivered: %s", exc)
+        return None
+    return Dispatcher(engine.pool, secrets, clock=clock)
+
+
 def install_billing(engine: Engine) -> None:
-    """Register the scheduled billing tick with the engine's background loops."""
+    """Register the scheduled billing tick and webhook delivery with the engine's loops."""
     cron = os.environ.get(CRON_ENV, DEFAULT_CRON)
-    if cron == "off" or engine.settings.database_url is None:
+    if engine.settings.database_url is None:
         return
-    jobs = BillingJobs(engine.pool, engine.store)
+    clock = SystemClock()
+    sender = dispatcher(engine, clock)
+    if sender is not None:
+        engine.background.append(sender.run)
+    if cron == "off":
+        return
+    jobs = BillingJobs(engine.pool, engine.store, clock=clock, switches=switches(engine))
     dsn = engine.settings.database_url
 
     async def scheduled(stop: asyncio.Event) -> None:

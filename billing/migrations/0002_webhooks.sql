@@ -9,9 +9,11 @@ CREATE TABLE webhook_endpoints (
     event_types  text[] NOT NULL DEFAULT '{}',  -- empty: every event
     secret       bytea NOT NULL,  -- the signing secret, encrypted (billing.secrets)
     enabled      boolean NOT NULL DEFAULT true,
+    idem_key     text,  -- the Idempotency-Key it was created under: a retry finds it
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, endpoint_id)
+    PRIMARY KEY (tenant_id, endpoint_id),
+    UNIQUE (tenant_id, idem_key)
 );
 
 -- The outbox: written in the transaction of the change that caused the event; dedup_key makes

@@ -61,16 +61,24 @@ def check_types(types: tuple[str, ...]) -> list[str]:
 
 async def create(
     pool: asyncpg.Pool, secrets: Secrets, tenant_id: str, url: str, description: str = "",
-    event_types: tuple[str, ...] = (),
-) -> tuple[Endpoint, str]:
-    """-> (the endpoint, its signing secret: shown this once)."""
+    event_types: tuple[str, ...] = (), idem_key: str | None = None,
+) -> tuple[Endpoint, str | None]:
+    """-> (the endpoint, its signing secret: shown this once). A repeat under the same
+    ``idem_key`` answers the endpoint made the first time, without its secret (None)."""
     secret = new_secret()
     row = await pool.fetchrow(
         f"INSERT INTO webhook_endpoints (tenant_id, endpoint_id, url, description, event_types,"
-        f" secret) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}",
+        f" secret, idem_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        f" ON CONFLICT (tenant_id, idem_key) DO NOTHING RETURNING {COLUMNS}",
         tenant_id, f"we_{uuid.uuid4().hex[:20]}", check_url(url), description,
-        check_types(event_types), secrets.encrypt(secret),
+        check_types(event_types), secrets.encrypt(secret), idem_key,
     )
+    if row is None:
+        row = await pool.fetchrow(
+            f"SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND idem_key = $2",
+            tenant_id, idem_key,
+        )
+        return Endpoint.of(row), None
     return Endpoint.of(row), secret
 
 
