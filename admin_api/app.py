@@ -16,6 +16,16 @@ from admin_api.accounts import routes as accounts
 from admin_api.alerts import routes as alerts
 from admin_api.alerts.hub import AlertHub
 from admin_api.background import AdminBackground
+from admin_api.billing import (
+    accounts_billing_routes,
+    catalog_routes,
+    charges_routes,
+    dids_routes,
+    exports_routes,
+    invoices_routes,
+    settings_routes,
+    webhooks_routes,
+)
 from admin_api.context import AdminContext
 from admin_api.domain_errors import install_domain_errors
 from admin_api.guard import BodyGuard
@@ -25,6 +35,7 @@ from admin_api.ops.metrics import Metrics, RequestTimer
 from admin_api.problems import install_admin
 from admin_api.rates import deck, pricing
 from admin_api.rates import routes as rates
+from billing.clock import Clock
 from charging_engine.bootstrap import Engine
 from charging_engine.web.problems import ProblemAPI
 
@@ -32,6 +43,9 @@ API_VERSION: Final = "1.0.0"
 ROUTERS: Final = (
     health.router, keys_routes.router, tenants.router, accounts.router, money.router,
     rates.router, deck.router, pricing.router, calls.router, alerts.router, audit.router,
+    catalog_routes.router, dids_routes.router, charges_routes.router, settings_routes.router,
+    accounts_billing_routes.router, invoices_routes.router, webhooks_routes.router,
+    exports_routes.router,
 )
 
 
@@ -39,10 +53,14 @@ class AdminAPI(ProblemAPI):
     """The admin API application (error bodies documented as problem+json)."""
 
 
-def create_admin_app(engine: Engine, *, background: bool = True) -> FastAPI:
+def create_admin_app(
+    engine: Engine, *, background: bool = True, clock: Clock | None = None
+) -> FastAPI:
+    """``clock``: billing's "now" (periods, review windows); default: the engine's clock."""
     assert engine.settings.database_url, "the admin API needs DATABASE_URL"
     metrics = Metrics()
-    ctx = AdminContext(engine, metrics, AlertHub(engine.pool, engine.settings.database_url))
+    ctx = AdminContext(engine, metrics, AlertHub(engine.pool, engine.settings.database_url),
+                       clock)
     app = AdminAPI(
         title="Charging engine admin API",
         version=API_VERSION,

@@ -26,6 +26,9 @@ ADMINS: Final = frozenset({Role.PLATFORM, Role.TENANT_ADMIN})
 READERS: Final = frozenset({Role.PLATFORM, Role.TENANT_ADMIN, Role.OPS})
 ACCOUNT_READERS: Final = READERS | {Role.AGENT}
 COLLECTORS: Final = ADMINS | {Role.AGENT}
+# Billing (bill plans, charges, invoices): finance works there and nowhere else.
+BILLING_ADMINS: Final = ADMINS | {Role.FINANCE}
+BILLING_READERS: Final = READERS | {Role.FINANCE}
 
 
 async def caller(

@@ -30,9 +30,10 @@ class Role(StrEnum):
     OPS = "ops"  # read, and the alerts feed
     AGENT = "agent"  # collections: top-ups, read accounts
     PBX = "pbx"  # real-time API only
+    FINANCE = "finance"  # billing: invoices, charges, the handoff to accounting
 
 
-TENANT_ROLES: Final = (Role.TENANT_ADMIN, Role.OPS, Role.AGENT, Role.PBX)
+TENANT_ROLES: Final = (Role.TENANT_ADMIN, Role.OPS, Role.AGENT, Role.PBX, Role.FINANCE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ router = APIRouter(tags=["keys"])
 
 MAX_GRACE_S = 30 * 86_400
 Admins = Annotated[Scope, Depends(allow(ADMINS))]
-TenantRole = Literal["tenant_admin", "ops", "agent", "pbx"]
+TenantRole = Literal["tenant_admin", "ops", "agent", "pbx", "finance"]
 
 
 class KeyCreate(Body):

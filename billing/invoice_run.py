@@ -183,9 +183,10 @@ async def accounts_to_bill(
 
 
 async def build_batch(
-    conn: asyncpg.Connection, rows: Sequence[Any], cuts: Sequence[Cut]
+    conn: asyncpg.Connection, rows: Sequence[Any], cuts: Sequence[Cut], lock: bool = True
 ) -> tuple[list[AccountToBill], list[Built], dict[str, Any]]:
-    """Everything the batch's invoices are made of, built by the pure core."""
+    """Everything the batch's invoices are made of, built by the pure core (``lock``: the
+    one-time charges it takes, false for a read-only preview)."""
     accounts, ctx = await accounts_to_bill(conn, rows)
     usage = await usage_for(conn, rows, cuts)
     keys = [(a.tenant_id, a.account_id) for a in accounts]
@@ -194,7 +195,7 @@ async def build_batch(
         (a.tenant_id, a.account_id): a.plan.terms.plan_id for a in accounts
     })
     dids = await run_inputs.dids(conn, keys)
-    one_times = await run_inputs.one_times(conn, keys, [a.end_date for a in accounts])
+    one_times = await run_inputs.one_times(conn, keys, [a.end_date for a in accounts], lock)
     built = [
         build(
             a, usage.get(i, []), dids=dids.get(k, []), one_times=one_times.get(k, []),

@@ -68,10 +68,18 @@ def exponent(currency: str) -> int:
 
 def half_up(value: Fraction | int) -> int:
     """``value`` to the nearest integer, ties away from zero, in exact integer arithmetic."""
+    if type(value) is int:
+        return value
     q = Fraction(value)
-    n, d = abs(q.numerator), q.denominator
-    magnitude = (2 * n + d) // (2 * d)  # floor(|q| + 1/2)
-    return magnitude if q >= 0 else -magnitude
+    return half_up_ratio(q.numerator, q.denominator)
+
+
+def half_up_ratio(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` (denominator > 0) half-up, without building a Fraction (the
+    invoice run calls this for every line)."""
+    n = abs(numerator)
+    magnitude = (2 * n + denominator) // (2 * denominator)  # floor(|q| + 1/2)
+    return magnitude if numerator >= 0 else -magnitude
 
 
 def allocate(parts: Iterable[Fraction | int]) -> list[int]:
@@ -97,7 +105,7 @@ def allocate(parts: Iterable[Fraction | int]) -> list[int]:
 def micros_to_minor(micros: int, currency: str) -> int:
     """Engine micros to minor units of ``currency``, rounded once, half-up."""
     _check_int(micros, "micros")
-    return half_up(Fraction(micros, 10 ** (_MICROS_EXPONENT - exponent(currency))))
+    return half_up_ratio(micros, 10 ** (_MICROS_EXPONENT - exponent(currency)))
 
 
 def minor_to_micros(minor: int, currency: str) -> int:

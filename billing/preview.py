@@ -38,6 +38,6 @@ async def preview(pool: asyncpg.Pool, tenant_id: str, account_id: str) -> Previe
         if row is None:
             raise BillingNotFound("billing account", account_id)
         cuts = await cuts_for(conn, [row])
-        accounts, built, _ = await build_batch(conn, [row], cuts)
+        accounts, built, _ = await build_batch(conn, [row], cuts, lock=False)
         usage = (await usage_for(conn, [row], cuts)).get(0, [])
         return Preview(accounts[0], built[0], cuts[0].cut, row, usage)

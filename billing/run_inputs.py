@@ -128,15 +128,17 @@ async def dids(conn: asyncpg.Connection, keys: Sequence[Key]) -> dict[Key, list[
 
 
 async def one_times(
-    conn: asyncpg.Connection, keys: Sequence[Key], before: Sequence[date]
+    conn: asyncpg.Connection, keys: Sequence[Key], before: Sequence[date], lock: bool = False
 ) -> dict[Key, list[OneTimeCharge]]:
-    """Unbilled one-time charges dated before each account's period end."""
+    """Unbilled one-time charges dated before each account's period end; ``lock``: held
+    until the run's transaction ends, so a charge deleted meanwhile is refused, not billed."""
     out: dict[Key, list[OneTimeCharge]] = defaultdict(list)
     for r in await conn.fetch(
         "SELECT c.* FROM one_time_charges c"
         " JOIN unnest($1::text[], $2::text[], $3::date[]) AS k(t, a, e)"
         " ON c.tenant_id = k.t AND c.account_id = k.a AND c.charge_on < k.e"
-        " WHERE c.invoice_id IS NULL ORDER BY c.created_at, c.charge_id",
+        " WHERE c.invoice_id IS NULL ORDER BY c.created_at, c.charge_id"
+        + (" FOR UPDATE OF c" if lock else ""),
         [k[0] for k in keys], [k[1] for k in keys], list(before),
     ):
         out[(r["tenant_id"], r["account_id"])].append(OneTimeCharge(

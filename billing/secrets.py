@@ -2,7 +2,8 @@
 
 Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``) with keys from ``CE_SECRETS_KEY``:
 one or more comma-separated urlsafe-base64 32-byte keys; the first encrypts, all decrypt
-(``MultiFernet``), so a key is rotated by putting the new one first and re-encrypting.
+(``MultiFernet``), so a key is rotated by putting the new one first, re-encrypting the stored
+tokens (``Secrets.rotate``) and then dropping the old key.
 """
 
 from __future__ import annotations
@@ -49,4 +50,13 @@ class Secrets:
             raise SecretsKeyError(
                 f"a stored secret does not decrypt with {ENV}: the key changed without"
                 " keeping the old one (list it after the new one)"
+            ) from None
+
+    def rotate(self, token: bytes) -> bytes:
+        """The same secret re-encrypted under the first key (key rotation)."""
+        try:
+            return self._f.rotate(bytes(token))
+        except InvalidToken:
+            raise SecretsKeyError(
+                f"a stored secret does not decrypt with {ENV}: it cannot be re-encrypted"
             ) from None

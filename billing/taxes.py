@@ -33,13 +33,14 @@ A label's ``base`` is the sum over its lines of the integer amount its rate was 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
-from billing.minor_units import allocate, half_up
+from billing.minor_units import allocate, half_up, half_up_ratio
 
 __all__ = [
     "LineTax",
@@ -85,9 +86,9 @@ class TaxLabel:
         if not isinstance(self.order, int) or isinstance(self.order, bool):
             raise TypeError(f"tax {self.code}: order must be an int")
 
-    @property
+    @functools.cached_property
     def fraction(self) -> Fraction:
-        """The rate as an exact fraction of one (18.5 % is 37/200)."""
+        """The rate as an exact fraction of one (18.5 % is 37/200), computed once per label."""
         return Fraction(self.rate) / 100
 
 
@@ -186,7 +187,11 @@ def tax_line(amount: int, labels: Sequence[TaxLabel]) -> TaxedLine:
     earlier = {True: 0, False: 0}  # rounded taxes so far, per group
     for label in ordered:
         base = net + earlier[label.inclusive] if label.compound else net
-        tax = rounded[label.code] if label.inclusive else half_up(label.fraction * base)
+        if label.inclusive:
+            tax = rounded[label.code]
+        else:
+            f = label.fraction
+            tax = half_up_ratio(f.numerator * base, f.denominator)
         earlier[label.inclusive] += tax
         taxes.append(LineTax(label.code, base, tax))
     return TaxedLine(amount, net, tuple(taxes))

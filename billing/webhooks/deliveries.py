@@ -1,4 +1,6 @@
-"""The delivery log of an endpoint, and manual redelivery (tenant-scoped)."""
+"""The delivery log of an endpoint, and manual redelivery (tenant-scoped): a redelivery keeps
+the event's ``webhook-id``, restarts the attempt count and ends any claim on it, so an attempt
+still in flight is logged but no longer decides the status."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from billing.errors import BillingNotFound
+from billing.webhooks import endpoints
 
 
 async def page(pool: asyncpg.Pool, tenant_id: str, endpoint_id: str, before: int | None,
@@ -51,3 +54,25 @@ async def redeliver(pool: asyncpg.Pool, tenant_id: str, delivery_id: int, now: d
     if row is None:
         raise BillingNotFound("webhook delivery", str(delivery_id))
     return await one(pool, tenant_id, delivery_id)
+
+
+async def redeliver_event(pool: asyncpg.Pool, tenant_id: str, event_id: str, endpoint_id: str,
+                          now: datetime) -> Any:
+    """Send one of the tenant's events to one of its endpoints again, or for the first time
+    (an endpoint created after the event, or one its type filter left out)."""
+    async with pool.acquire() as conn, conn.transaction():
+        known = await conn.fetchval(
+            "SELECT 1 FROM webhook_events WHERE tenant_id = $1 AND event_id = $2",
+            tenant_id, event_id,
+        )
+        if known is None:
+            raise BillingNotFound("webhook event", event_id)
+        await endpoints.get(conn, tenant_id, endpoint_id)
+        delivery_id = await conn.fetchval(
+            "INSERT INTO webhook_deliveries (tenant_id, event_id, endpoint_id, next_attempt_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (event_id, endpoint_id) DO UPDATE"
+            " SET status = 'pending', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at,"
+            " lease_until = NULL RETURNING delivery_id",
+            tenant_id, event_id, endpoint_id, now,
+        )
+    return await one(pool, tenant_id, int(delivery_id))

@@ -40,13 +40,23 @@ class Endpoint:
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidBillingInput("url must be an http(s) URL with a host")
-    if parts.username or parts.password:
-        raise InvalidBillingInput("url must not carry credentials: the signature authenticates")
+    """The URL as given, or ``InvalidBillingInput``: http(s), a host, a valid port, no
+    credentials, nothing the HTTP client would refuse later (which would fail every attempt)."""
     if len(url) > 2000:
         raise InvalidBillingInput("url is too long")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise InvalidBillingInput("url must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range"
+        raise InvalidBillingInput(f"url is malformed: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidBillingInput("url must be an http(s) URL with a host")
+    if port == 0:
+        raise InvalidBillingInput("url port must be 1-65535")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidBillingInput("url must not carry credentials: the signature authenticates")
     return url
 
 

@@ -11,12 +11,20 @@ import asyncpg
 from billing.webhooks.signing import body, new_event_id
 
 
+def _in_transaction(conn: asyncpg.Connection) -> None:
+    """The event must commit or roll back with the change that caused it; outside a
+    transaction each statement commits alone (an event could even lose its deliveries)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("enqueue runs inside the caller's transaction (conn.transaction())")
+
+
 async def enqueue(
     conn: asyncpg.Connection, tenant_id: str, event_type: str, data: dict[str, Any],
     dedup_key: str, at: datetime | None = None,
 ) -> str | None:
     """Queue ``event_type`` with ``data`` for every enabled endpoint of the tenant subscribed
     to it; -> the event id, or None if ``dedup_key`` was queued before."""
+    _in_transaction(conn)
     when = at or datetime.now(UTC)
     event_id = new_event_id()
     done = await conn.fetchval(
@@ -43,6 +51,7 @@ async def enqueue_many(
 ) -> int:
     """``enqueue`` for many (type, data, dedup key) of one tenant in two statements; -> how
     many were new."""
+    _in_transaction(conn)
     if not events:
         return 0
     when = at or datetime.now(UTC)

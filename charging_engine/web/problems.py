@@ -242,8 +242,9 @@ def responses_for(
 def use_problem_media_type(schema: dict[str, Any]) -> None:
     """Move error response bodies from ``application/json`` to the problem media type.
 
-    FastAPI documents every ``responses=`` model under the route's media type; errors are
-    actually sent as ``application/problem+json``.
+    FastAPI documents every ``responses=`` model under the route's media type (``text/html``
+    for a page, ``application/json`` otherwise); errors are actually sent as
+    ``application/problem+json``.
     """
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
@@ -253,6 +254,8 @@ def use_problem_media_type(schema: dict[str, Any]) -> None:
                     continue
                 if "application/json" in content:
                     content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+                elif len(content) == 1 and PROBLEM_MEDIA_TYPE not in content:
+                    content[PROBLEM_MEDIA_TYPE] = content.pop(next(iter(content)))
 
 
 class ProblemAPI(FastAPI):

@@ -3,7 +3,8 @@
 It loads two tenants from ``charging_server/demo_data/``, serves the real-time API on a free
 loopback port, plays the call flows a PBX would (allowed and denied calls, a low balance running
 out, a postpaid account on credit, parallel calls on one account, time bands), then settles into
-Postgres and reconciles Redis against the ledger: exit code 1 if they differ.
+Postgres, bills the postpaid account's cycle on a clock it moves (invoice, PDF, webhook), and
+reconciles Redis against the ledger: exit code 1 if they differ.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from charging_engine.config import Settings
 from charging_engine.ledger.reconcile import reconcile
 from charging_engine.loader import TenantData, load_tenant
 from charging_engine.realtime.app import create_app
+from charging_server.demo.billing import play_billing
 from charging_server.demo.pbx import Pbx
 from charging_server.demo.scenarios import Tenant, play_all
 from charging_server.demo.show import Money, difference_line, title
@@ -82,9 +84,11 @@ async def run_demo(settings: Settings) -> int:
     async with open_engine(settings, migrations=PACKAGES) as engine:
         tenants = await _load(engine)
         await _serve_and_play(engine, tenants)
-        settled = 0
-        while (n := await engine.settlement.drain_once()) > 0:
-            settled += n
+        while await engine.settlement.drain_once() > 0:
+            pass
+        await play_billing(engine, settings.data_dir)
+        while await engine.settlement.drain_once() > 0:  # the billed usage given back
+            pass
         diffs = await reconcile(engine.redis, engine.pool, settings.buckets, engine.settlement)
         async with engine.pool.acquire() as conn:
             entries = await conn.fetchval("select count(*) from ledger_entries")

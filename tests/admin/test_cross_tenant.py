@@ -11,11 +11,15 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 
+from billing.secrets import generate_key
+from billing.webhooks.outbox import enqueue
 from tests.admin.conftest import Api, World, eventually, problem
 
-ROLES = ("tenant_admin", "ops", "agent")
+ROLES = ("tenant_admin", "ops", "agent", "finance")
 JSON = "application/json"
 
 # (method, path) -> body (JSON object, or CSV text for decks), for every tenant route.
@@ -45,7 +49,41 @@ BODIES: dict[tuple[str, str], Any] = {
         "prefix,price_per_minute\n9,9.00\n",
     ("POST", "/v1/tenants/{tenant_id}/pricing"):
         {"destination": "+14155550100", "account_id": "b1"},
+    ("POST", "/v1/tenants/{tenant_id}/bill-plans"): {"plan_id": "bp2", "plan_fee": "1.00"},
+    ("PATCH", "/v1/tenants/{tenant_id}/bill-plans/{bill_plan_id}"): {"plan_fee": "9.00"},
+    ("POST", "/v1/tenants/{tenant_id}/tax-labels"): {"code": "T2", "name": "x", "rate": "1"},
+    ("PATCH", "/v1/tenants/{tenant_id}/tax-labels/{tax_code}"): {"rate": "99"},
+    ("POST", "/v1/tenants/{tenant_id}/discounts"):
+        {"discount_id": "d2", "name": "x", "kind": "percent", "value": "50",
+         "scope": "invoice", "account_id": "b1"},
+    ("PATCH", "/v1/tenants/{tenant_id}/discounts/{discount_id}"): {"value": "99"},
+    ("POST", "/v1/tenants/{tenant_id}/dids"): {"number": "4930000009"},
+    ("PATCH", "/v1/tenants/{tenant_id}/dids/{did_number}"): {"monthly_fee": "9.00"},
+    ("POST", "/v1/tenants/{tenant_id}/dids/{did_number}/assign"): {"account_id": "b2"},
+    ("POST", "/v1/tenants/{tenant_id}/dids/{did_number}/release"): {},
+    ("POST", "/v1/tenants/{tenant_id}/accounts/{account_id}/charges"):
+        {"description": "taken over", "amount": "1.00"},
+    ("PUT", "/v1/tenants/{tenant_id}/billing-settings"): {"seller_name": "taken over"},
+    ("PATCH", "/v1/tenants/{tenant_id}/billing-settings"): {"footer": "taken over"},
+    ("POST", "/v1/tenants/{tenant_id}/accounts/{account_id}/billing"): {"plan_id": "bp_z"},
+    ("PATCH", "/v1/tenants/{tenant_id}/accounts/{account_id}/billing"): {"extensions": 3},
+    ("POST", "/v1/tenants/{tenant_id}/accounts/{account_id}/billing/cycle-day"): {"bcd": 5},
+    ("POST", "/v1/tenants/{tenant_id}/accounts/{account_id}/billing/kind"):
+        {"kind": "prepaid", "effective": "boundary"},
+    ("POST", "/v1/tenants/{tenant_id}/invoices/{invoice_id}/corrections"):
+        {"changes": [{"op": "remove", "position": 1}], "reason": "x"},
+    ("POST", "/v1/tenants/{tenant_id}/invoices/{invoice_id}/void"): {"reason": "x"},
+    ("POST", "/v1/tenants/{tenant_id}/webhook-endpoints"): {"url": "https://x.example/h"},
+    ("PATCH", "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}"): {"enabled": False},
 }
+# Query strings some routes need to get past validation.
+QUERIES: dict[tuple[str, str], str] = {
+    ("GET", "/v1/tenants/{tenant_id}/exports/invoices"): "?from=2020-01-01&to=2020-02-01",
+    ("GET", "/v1/tenants/{tenant_id}/exports/invoice-lines"): "?from=2020-01-01&to=2020-02-01",
+}
+# The path parameters that name one of B's objects (checked on A's own tenant too).
+FOREIGN = ("account_id", "key_id", "rate_id", "alert_id", "bill_plan_id", "tax_code",
+           "discount_id", "did_number", "charge_id", "invoice_id", "endpoint_id", "delivery_id")
 # Routes not under a tenant: what a tenant key gets there.
 UNSCOPED = {
     ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/v1/me"),
@@ -67,6 +105,7 @@ async def call(
     client: httpx.AsyncClient, method: str, template: str, ids: dict[str, str]
 ) -> httpx.Response:
     path = template.format(**{k: v for k, v in ids.items() if "{" + k + "}" in template})
+    path += QUERIES.get((method, template), "")
     body = BODIES.get((method, template))
     headers = {"Idempotency-Key": f"x-{next(_keys)}"}
     if isinstance(body, str):
@@ -80,13 +119,24 @@ async def call(
 _keys = itertools.count()
 
 
+@pytest.fixture
+async def world(finance_world: World) -> World:
+    """Both tenants with a finance key too."""
+    return finance_world
+
+
 async def snapshot(world: World, api: Api) -> dict[str, Any]:
     """Everything of tenant B, read with B's own key, plus B's rows in the database."""
     b = world.b.admin
     out: dict[str, Any] = {}
     for path in ("/v1/tenants/zeta", "/v1/tenants/zeta/accounts", "/v1/tenants/zeta/keys",
                  "/v1/tenants/zeta/rate-plans", "/v1/tenants/zeta/rate-plans/std/rates",
-                 "/v1/tenants/zeta/alerts", "/v1/tenants/zeta/audit?limit=500"):
+                 "/v1/tenants/zeta/alerts", "/v1/tenants/zeta/audit?limit=500",
+                 "/v1/tenants/zeta/bill-plans", "/v1/tenants/zeta/tax-labels",
+                 "/v1/tenants/zeta/discounts", "/v1/tenants/zeta/dids",
+                 "/v1/tenants/zeta/accounts/b1/charges", "/v1/tenants/zeta/billing-settings",
+                 "/v1/tenants/zeta/invoices", "/v1/tenants/zeta/webhook-endpoints",
+                 "/v1/tenants/zeta/accounts/b1/billing"):
         r = await b.get(path)
         assert r.status_code == 200, (path, r.text)
         out[path] = r.json()
@@ -94,14 +144,18 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
     out["deck"] = r.text
     pool = api.engine.pool
     for table in ("accounts", "account_details", "money_operations", "alerts", "rate_plans",
-                  "api_keys", "pbx_keys", "audit_log", "account_status_history"):
+                  "api_keys", "pbx_keys", "audit_log", "account_status_history",
+                  "bill_plans", "tax_labels", "discounts", "dids", "one_time_charges",
+                  "billing_settings", "billing_accounts", "invoices", "webhook_endpoints",
+                  "webhook_deliveries", "webhook_events", "account_plan_history"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
 
 
 async def foreign_ids(api: Api, world: World) -> dict[str, str]:
-    """Ids that exist in tenant B only: an alert, a rate, a key, accounts."""
+    """Ids that exist in tenant B only: an alert, a rate, a key, accounts, and B's billing
+    catalogue (a bill plan, a tax label, a discount, a DID, a one-time charge, settings)."""
     b = world.b.admin
     r = await b.patch("/v1/tenants/zeta/accounts/b2", json={"low_balance_thresholds": ["50.00"]})
     assert r.status_code == 200, r.text
@@ -113,14 +167,66 @@ async def foreign_ids(api: Api, world: World) -> dict[str, str]:
     await eventually(alerted, 5, "B's low-balance alert to be stored")
     alert_id = (await b.get("/v1/tenants/zeta/alerts")).json()["items"][0]["id"]
     rates = (await b.get("/v1/tenants/zeta/rate-plans/std/rates")).json()["items"]
+    billing = await _b_billing(b, api.engine.pool)
     return {
         "tenant_id": "zeta", "account_id": "b1", "plan_id": "std",
         "key_id": world.b.key_ids["ops"], "rate_id": str(rates[0]["id"]),
-        "alert_id": str(alert_id),
+        "alert_id": str(alert_id), **billing,
     }
 
 
-async def test_every_route_hides_other_tenants(api: Api, world: World) -> None:
+async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]:
+    z = "/v1/tenants/zeta"
+    for path, body in (
+        ("/tax-labels", {"code": "VAT_Z", "name": "MwSt", "rate": "19"}),
+        ("/bill-plans", {"plan_id": "bp_z", "plan_fee": "5.00", "tax_codes": ["VAT_Z"]}),
+        ("/discounts", {"discount_id": "d_z", "name": "Z", "kind": "fixed", "value": "1.00",
+                        "scope": "invoice", "plan_id": "bp_z"}),
+        ("/dids", {"number": "4930000001", "monthly_fee": "2.00"}),
+        ("/dids/4930000001/assign", {"account_id": "b1"}),
+    ):
+        r = await b.post(z + path, json=body)
+        assert r.status_code in (200, 201), (path, r.text)
+    assert (await b.put(z + "/billing-settings", json={"seller_name": "Zeta"})).status_code == 200
+    r = await b.post(z + "/accounts/b1/charges", json={"description": "SIM", "amount": "3.00"})
+    assert r.status_code == 201, r.text
+    charge_id = r.json()["charge_id"]
+    r = await b.post(z + "/accounts/b1/billing", json={"plan_id": "bp_z"})
+    assert r.status_code == 201, r.text
+    r = await b.post(z + "/webhook-endpoints", json={"url": "https://zeta.example/hook"})
+    assert r.status_code == 201, r.text
+    endpoint_id = r.json()["endpoint_id"]
+    invoice_id, delivery_id = await _b_invoice(pool)
+    return {"bill_plan_id": "bp_z", "tax_code": "VAT_Z", "discount_id": "d_z",
+            "did_number": "4930000001", "charge_id": charge_id, "invoice_id": invoice_id,
+            "endpoint_id": endpoint_id, "delivery_id": str(delivery_id)}
+
+
+async def _b_invoice(pool: asyncpg.Pool) -> tuple[str, int]:
+    """A draft invoice of B's with one line, and a webhook delivery of B's."""
+    invoice_id = "inv_" + "b" * 32
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO invoices (invoice_id, tenant_id, account_id, currency, issued_on,"
+            " total, subtotal, inputs) VALUES ($1, 'zeta', 'b1', 'EUR', '2026-01-01', 100, 100,"
+            " $2)", invoice_id, '{"currency": "EUR", "rounding": "per_line",'
+            ' "credit_available": 0, "minimum_spend": 0, "minimum_spend_tax_codes": [],'
+            ' "charges": [{"kind": "one_time", "description": "x", "amount": 100,'
+            ' "tax_codes": [], "quantity": "1", "unit": "", "calls": 0, "seconds": 0,'
+            ' "ref": null}], "discounts": [], "taxes": []}')
+        await conn.execute(
+            "INSERT INTO invoice_lines (invoice_id, position, kind, description, amount, net)"
+            " VALUES ($1, 1, 'one_time', 'x', 100, 100)", invoice_id)
+        await enqueue(conn, "zeta", "invoice.finalized", {"x": 1}, "zeta-1")
+        delivery_id = await conn.fetchval(
+            "SELECT delivery_id FROM webhook_deliveries WHERE tenant_id = 'zeta'")
+    return invoice_id, int(delivery_id)
+
+
+async def test_every_route_hides_other_tenants(
+    api: Api, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CE_SECRETS_KEY", generate_key())  # B's webhook endpoint needs it
     ops = operations(api)
     scoped = {op for op in ops if op[1].startswith("/v1/tenants/{tenant_id}")}
     assert ops == scoped | UNSCOPED, "a route has no cross-tenant case: " + str(
@@ -139,8 +245,7 @@ async def test_every_route_hides_other_tenants(api: Api, world: World) -> None:
             problem(r, 404, "not_found")
             checked += 1
             # 2. A's own tenant, with an id that exists only in B
-            foreign = [k for k in ("account_id", "key_id", "rate_id", "alert_id")
-                       if "{" + k + "}" in template]
+            foreign = [k for k in FOREIGN if "{" + k + "}" in template]
             if not foreign and (method, template) != ("POST", "/v1/tenants/{tenant_id}/pricing"):
                 continue
             own = {**ids, "tenant_id": "acme", "rate_id": ids["rate_id"]}

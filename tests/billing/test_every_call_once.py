@@ -30,7 +30,8 @@ calls = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(calls=calls, order=st.randoms(use_true_random=False),
        runs=st.lists(st.integers(0, 95 * 24), min_size=1, max_size=6))
 async def test_each_call_on_exactly_one_invoice(

@@ -122,7 +122,7 @@ async def test_postpaid_cycle_end_to_end(
                 await pool.execute("DELETE FROM invoice_lines")
             again = await finalize(pool, "t1", inv["invoice_id"], clock.now())
             assert again["number"] == inv["number"]
-            (msg_id, body), = rx.received
+            (_, body), = rx.received
             assert body["type"] == "invoice.finalized"
             assert body["data"]["invoice"]["number"] == "INV-2026-000001"
             assert body["data"]["invoice"]["total"] == 3851

@@ -31,6 +31,14 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
     yield pool
 
 
+async def with_secret(pool: asyncpg.Pool, secrets: Secrets, tenant: str, url: str
+                      ) -> tuple[endpoints.Endpoint, str]:
+    """A new endpoint and its secret (shown at creation only)."""
+    ep, secret = await endpoints.create(pool, secrets, tenant, url)
+    assert secret is not None
+    return ep, secret
+
+
 async def send(pool: asyncpg.Pool, tenant: str, kind: str, n: int, clock: MovableClock) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await enqueue(conn, tenant, kind, {"n": n}, f"{kind}:{n}", at=clock.now())
@@ -41,7 +49,7 @@ async def test_deliveries_verify_and_the_outbox_follows_the_transaction(
 ) -> None:
     secrets, clock = Secrets(KEY), MovableClock(utc(2026, 3, 1))
     async with receiver() as rx:
-        ep, rx.secret = await endpoints.create(world, secrets, "t1", rx.url)
+        ep, rx.secret = await with_secret(world, secrets, "t1", rx.url)
         await send(world, "t1", "invoice.finalized", 1, clock)
         await send(world, "t1", "invoice.finalized", 1, clock)  # same dedup key: once
         with pytest.raises(RuntimeError):
@@ -70,7 +78,7 @@ async def test_a_receiver_down_for_a_while_gets_every_event_once_back(
     rx = Receiver()
     await rx.start()
     port = rx.port
-    _, rx.secret = await endpoints.create(world, secrets, "t1", rx.url)
+    _, rx.secret = await with_secret(world, secrets, "t1", rx.url)
     await rx.stop()  # down: connection refused
     d = Dispatcher(world, secrets, clock=clock, base_s=10, cap_s=600)
     try:
@@ -105,7 +113,7 @@ async def test_a_receiver_down_for_a_while_gets_every_event_once_back(
 async def test_give_up_then_manual_redelivery_with_the_same_id(world: asyncpg.Pool) -> None:
     secrets, clock = Secrets(KEY), MovableClock(utc(2026, 3, 1))
     async with receiver() as rx:
-        ep, rx.secret = await endpoints.create(world, secrets, "t1", rx.url)
+        ep, rx.secret = await with_secret(world, secrets, "t1", rx.url)
         rx.answer = 503
         await send(world, "t1", "invoice.paid", 7, clock)
         d = Dispatcher(world, secrets, clock=clock, max_attempts=3, base_s=1, cap_s=5)
@@ -130,7 +138,7 @@ async def test_give_up_then_manual_redelivery_with_the_same_id(world: asyncpg.Po
 async def test_two_dispatchers_never_send_one_delivery_twice(world: asyncpg.Pool) -> None:
     secrets, clock = Secrets(KEY), MovableClock(utc(2026, 3, 1))
     async with receiver() as rx:
-        _, rx.secret = await endpoints.create(world, secrets, "t1", rx.url)
+        _, rx.secret = await with_secret(world, secrets, "t1", rx.url)
         for n in range(60):
             await send(world, "t1", "invoice.finalized", n, clock)
         a = Dispatcher(world, secrets, clock=clock)

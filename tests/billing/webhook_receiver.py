@@ -53,9 +53,8 @@ class Receiver:
         self.port = sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn.Config(
             self.app(), loop="none", log_level="warning", lifespan="off"))
+        # The socket listens already: connections queue until uvicorn accepts them.
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            await asyncio.sleep(0)  # yields until uvicorn reports it accepts connections
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:
