@@ -3,6 +3,8 @@
     python -m benchmarks                 # the microbenchmarks, one after the other
     python -m benchmarks lifecycle       # engine vs redis-benchmark
     python -m benchmarks asterisk        # AMI events/s, FastAGI authorizations/s and latency
+    python -m benchmarks invoicing       # the invoice run: 100k postpaid accounts, 10M calls
+    python -m benchmarks documents       # invoice PDFs rendered per second
     python -m benchmarks load --users 50 --run-time 30s   # locust load test with a report
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from benchmarks import asterisk, lifecycle, rating, settlement, sql_debit
+from benchmarks import asterisk, documents, invoicing, lifecycle, rating, settlement, sql_debit
 
 
 def _lifecycle(a: argparse.Namespace) -> str:
@@ -34,12 +36,22 @@ def _asterisk(a: argparse.Namespace) -> str:
     return asterisk.report(asterisk.run(a.seconds, a.rounds))
 
 
+def _documents(a: argparse.Namespace) -> str:
+    return documents.report(documents.run(a.seconds))
+
+
+def _invoicing(a: argparse.Namespace) -> str:
+    return invoicing.report(invoicing.run(a.accounts, a.calls))
+
+
 MICRO: dict[str, Callable[[argparse.Namespace], str]] = {
     "lifecycle": _lifecycle,
     "sql-debit": _sql_debit,
     "settlement": _settlement,
     "rating": _rating,
     "asterisk": _asterisk,
+    "documents": _documents,
+    "invoicing": _invoicing,
 }
 
 
@@ -58,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                    "`load` runs the load test")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--requests", type=int, default=200_000)
+    p.add_argument("--accounts", type=int, default=100_000, help="invoicing: accounts")
+    p.add_argument("--calls", type=int, default=100, help="invoicing: calls per account")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
     unknown = [w for w in args.which if w not in MICRO]

@@ -25,9 +25,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import shutil
 import statistics
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -37,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
-from xml.sax.saxutils import escape
 
+from billing.documents.lean_fonts import LEAN_SUFFIX, find_faces, lean_dir
 from billing.documents.model import DEFAULT_BRANDING, Branding, Document
 from billing.documents.templating import render_html, sample_document, validate_template
 
@@ -52,27 +50,6 @@ __all__ = [
 ]
 
 LOGGER = logging.getLogger(__name__)
-LEAN_SUFFIX = " Lean"
-# family -> (generic family it serves, its faces): the faces the default template uses.
-_FAMILIES = {
-    "DejaVu Sans": ("sans-serif", ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf",
-                                   "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf")),
-    "DejaVu Sans Mono": ("monospace", ("DejaVuSansMono.ttf",)),
-}  # fmt: skip
-_FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu",
-              "/usr/share/fonts/TTF", "/usr/share/fonts/dejavu-sans-fonts",
-              "/usr/share/fonts/dejavu-sans-mono-fonts", "/usr/local/share/fonts")  # fmt: skip
-# Latin (all of Latin-1 and Extended-A/B), spacing modifiers, Greek, Cyrillic, punctuation,
-# currency and letterlike symbols, arrows, the minus sign, the replacement character.
-_LEAN_RANGES = ((0x20, 0x24F), (0x2B0, 0x2FF), (0x370, 0x4FF), (0x2000, 0x206F),
-                (0x20A0, 0x20CF), (0x2100, 0x214F), (0x2190, 0x21FF), (0x2212, 0x2212),
-                (0xFFFD, 0xFFFD))  # fmt: skip
-# Code points most documents use, given the lowest glyph ids (see _common_glyphs_first): ASCII,
-# the spaces, dashes, quotes and marks Babel and typographers emit, the euro, Latin-1, then
-# the rest of general punctuation and the currency symbols.
-_COMMON = (*range(0x20, 0x7F), 0xA0, 0x202F, 0x2009, 0x2013, 0x2014, 0x2019, 0x201C, 0x201D,
-           0x2018, 0x200E, 0x200F, 0x2022, 0x2026, 0x20AC, *range(0xA1, 0x100),
-           *range(0x2000, 0x2070), *range(0x20A0, 0x20C1), 0x2116, 0x2122, 0x2212)  # fmt: skip
 _IMAGE_CACHE_MAX = 64
 
 RenderItem = tuple[Document, Branding, str | None]
@@ -90,98 +67,6 @@ class _Worker:
 
 
 _STATE: _Worker | None = None
-
-
-def _find_faces() -> dict[str, list[Path]]:
-    """The system's files of each family in ``_FAMILIES`` (families not installed: absent)."""
-    found: dict[str, list[Path]] = {}
-    for family, (_generic, faces) in _FAMILIES.items():
-        for folder in _FONT_DIRS:
-            paths = [Path(folder, face) for face in faces if Path(folder, face).is_file()]
-            if paths:
-                found[family] = paths
-                break
-    return found
-
-
-def _build_lean_fonts(family: str, faces: Sequence[Path], folder: Path) -> list[Path]:
-    """Lean copies of ``faces`` renamed to ``family + LEAN_SUFFIX``: cheap to subset."""
-    from fontTools import subset  # type: ignore[import-untyped]
-    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
-
-    options = subset.Options(hinting=False, layout_features=[], notdef_outline=True,
-                             name_IDs=["*"], name_languages=["*"], glyph_names=False,
-                             legacy_kern=False, ignore_missing_unicodes=True)  # fmt: skip
-    options.drop_tables += ["GSUB", "GPOS", "GDEF", "MATH", "BASE", "JSTF", "kern", "hdmx",
-                            "VDMX", "LTSH", "FFTM", "DSIG"]  # fmt: skip
-    unicodes = [c for low, high in _LEAN_RANGES for c in range(low, high + 1)]
-    lean = family + LEAN_SUFFIX
-    built = []
-    for face in faces:
-        font = TTFont(face)
-        subsetter = subset.Subsetter(options)
-        subsetter.populate(unicodes=unicodes)
-        subsetter.subset(font)
-        _common_glyphs_first(font)
-        for record in font["name"].names:
-            if record.nameID in (1, 3, 4, 6, 16):  # family, unique, full, PostScript names
-                text = record.toUnicode()
-                record.string = text.replace(family, lean).replace(
-                    family.replace(" ", ""), lean.replace(" ", ""))
-        target = folder / f"{face.stem}-lean{face.suffix}"
-        font.save(target)
-        built.append(target)
-    return built
-
-
-def _common_glyphs_first(font: Any) -> None:
-    """Reorder glyphs: ASCII and common symbols get the lowest ids.
-
-    WeasyPrint subsets with ``retain_gids``, so the cost of each PDF's subset grows with the
-    highest glyph id it uses; one en dash late in the font used to cost every glyph before it.
-    """
-    font.ensureDecompiled()  # lazily loaded tables would read glyph ids by the new order
-    glyf = font["glyf"]
-    for name in font.getGlyphOrder():
-        glyf[name].expand(glyf)  # composites name their components from ids when expanded
-    cmap = font.getBestCmap()
-    first = [font.getGlyphOrder()[0]]  # .notdef stays glyph 0
-    seen = set(first)
-
-    def add(name: str) -> None:
-        if name not in seen:
-            seen.add(name)
-            first.append(name)
-            if glyf[name].isComposite():
-                for component in glyf[name].getComponentNames(glyf):
-                    add(component)
-
-    for code in _COMMON:
-        if code in cmap:
-            add(cmap[code])
-    order = first + [g for g in font.getGlyphOrder() if g not in seen]
-    font.setGlyphOrder(order)  # the remaining tables (glyf, hmtx, cmap) are keyed by name
-    glyf.glyphOrder = order
-
-
-def _fontconfig_file(folder: Path, families: Iterable[str]) -> Path:
-    """A fontconfig config: the system's, plus each lean family preferred for its original."""
-    rules = "".join(
-        f'<match target="pattern"><test name="family" compare="eq"><string>{escape(name)}'
-        f'</string></test><edit name="family" mode="prepend" binding="strong"><string>'
-        f"{escape(family + LEAN_SUFFIX)}</string></edit></match>"
-        for family in families
-        for name in (family, _FAMILIES[family][0])
-    )
-    conf = folder / "fonts.conf"
-    conf.write_text(
-        '<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">'
-        '<fontconfig><include ignore_missing="yes">/etc/fonts/fonts.conf</include>'
-        f"<dir>{escape(str(folder))}</dir><cachedir>{escape(str(folder / 'cache'))}</cachedir>"
-        f"{rules}</fontconfig>",
-        "utf-8",
-    )
-    return conf
 
 
 def _weasyprint() -> Any:
@@ -208,21 +93,16 @@ def _new_state(lean_dir: Path | None) -> _Worker:
 def init_worker(lean_fonts: bool = True) -> None:
     """Process initializer: lean fonts, fontconfig, WeasyPrint imported and warmed."""
     global _STATE
-    lean_dir: Path | None = None
-    faces = _find_faces() if lean_fonts else {}
+    folder: Path | None = None
+    faces = find_faces() if lean_fonts else {}
     if faces:
-        lean_dir = Path(tempfile.mkdtemp(prefix="billing-docfonts-"))
         try:
-            for family, paths in faces.items():
-                _build_lean_fonts(family, paths, lean_dir)
-            os.environ["FONTCONFIG_FILE"] = str(_fontconfig_file(lean_dir, faces))
+            folder = lean_dir(faces)
+            os.environ["FONTCONFIG_FILE"] = str(folder / "fonts.conf")
         except Exception:  # the system fonts still work, only slower
             LOGGER.exception("could not build lean fonts; using the system fonts")
-            shutil.rmtree(lean_dir, ignore_errors=True)
-            lean_dir = None
-    if lean_dir is not None:
-        multiprocessing.util.Finalize(None, shutil.rmtree, (lean_dir, True), exitpriority=1)
-    _STATE = _new_state(lean_dir)
+            folder = None
+    _STATE = _new_state(folder)
     _render_one(sample_document(), Branding(), None)  # loads fonts, fills Pango's caches
 
 

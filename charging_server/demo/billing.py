@@ -63,8 +63,8 @@ async def play_billing(engine: Engine, data_dir: Path) -> None:
         "INSERT INTO one_time_charges (tenant_id, charge_id, account_id, kind, description,"
         " amount, charge_on) VALUES ($1, 'phone-1', $2, 'equipment', 'IP desk phone', 4900,"
         " $3)", TENANT, ACCOUNT, start)
-    print(f"  {ACCOUNT} on plan 'Business PBX' (25.00 + 5 extensions x 2.00 a month, NY sales"
-          f" tax 8.875%), bill cycle day {row['bcd']}: period {start} to"
+    print(f"  {ACCOUNT} on plan 'Business PBX' (25.00 USD + 5 extensions x 2.00 USD a month,"
+          f" NY sales tax), bill cycle day {row['bcd']}: period {start} to"
           f" {end - timedelta(days=1)}")
     p = await preview(pool, TENANT, ACCOUNT)
     usage = sum(g.amount_micros for g in p.usage)

@@ -14,6 +14,7 @@ import io
 import os
 import re
 import struct
+import tempfile
 import zlib
 from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
@@ -44,6 +45,7 @@ from billing.documents import (
     calls_csv,
     format_micros,
     format_money,
+    lean_fonts,
     render_html,
     render_pdf_sync,
     sample_document,
@@ -400,6 +402,20 @@ async def test_consecutive_documents_keep_their_own_glyphs(renderer: PdfRenderer
     assert "Ümlaut Ørsted Çedille" in pdf_text(second)
 
 
+def test_lean_fonts_are_shared_only_when_private(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    faces = {k: v for k, v in lean_fonts.find_faces().items() if k == "DejaVu Sans Mono"}
+    first = lean_fonts.lean_dir(faces)
+    assert first.parent == tmp_path and (first / "DejaVuSansMono-lean.ttf").is_file()
+    assert f"<dir>{first}</dir>" in (first / "fonts.conf").read_text()
+    assert lean_fonts.lean_dir(faces) == first  # built once, then shared
+    first.chmod(0o755)  # others could have put fonts there: not trusted
+    private = lean_fonts.lean_dir(faces)
+    assert private != first and f"<dir>{private}</dir>" in (private / "fonts.conf").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, private.name])
+
+
 def test_render_pdf_sync_in_process() -> None:
     text = pdf_text(render_pdf_sync(make_doc(DocumentKind.RECEIPT, "KWD", "de_DE", number=None)))
     assert "ENTWURF" in text and "16,000 KWD" in text
@@ -447,8 +463,9 @@ async def test_rendering_does_not_block_the_event_loop(renderer: PdfRenderer) ->
     assert gap_blocking > took_blocking * 0.9
 
 
-async def test_render_many_keeps_order_survives_a_dead_worker_and_closes() -> None:
-    async with PdfRenderer(workers=1, batch=2) as pool:
+async def test_render_many_keeps_order_survives_dead_and_runaway_workers_and_closes() -> None:
+    runaway = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+    async with PdfRenderer(workers=1, batch=2, timeout=2.0) as pool:
         docs = [make_doc(number=f"INV-{i}") for i in range(5)]
         pdfs = await pool.render_many(docs)
         assert [f"INV-{i}" in pdf_text(p) for i, p in enumerate(pdfs)] == [True] * 5
@@ -456,8 +473,17 @@ async def test_render_many_keeps_order_survives_a_dead_worker_and_closes() -> No
         with pytest.raises(BrokenProcessPool):
             await asyncio.wrap_future(crash)
         assert "INV-4" in pdf_text(await pool.render(docs[4]))  # on a new pool
+        with pytest.raises(TimeoutError):
+            await pool.render_html(docs[0], source=runaway)
+        assert "INV-3" in await pool.render_html(docs[3])  # and again
     with pytest.raises(RuntimeError, match="closed"):
         await pool.render(docs[0])
+
+
+async def test_templates_validate_in_a_worker_too(renderer: PdfRenderer) -> None:
+    await renderer.validate_template(TENANT_SOURCE)
+    with pytest.raises(TemplateError, match="unknown variable"):
+        await renderer.validate_template("{{ nope }}")
 
 
 def test_sample_document_is_a_complete_invoice() -> None:
