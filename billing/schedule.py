@@ -19,10 +19,13 @@ from pgqueuer.db import AsyncpgDriver
 from pgqueuer.queries import Queries
 
 from billing.jobs import BillingJobs
+from charging_engine.streams.runloop import wait
 
 log = logging.getLogger("billing.schedule")
 
 DEFAULT_CRON: Final = "*/5 * * * *"
+BACKOFF_MIN_S: Final = 1.0
+BACKOFF_MAX_S: Final = 60.0
 ENTRYPOINT: Final = "billing.tick"
 _INSTALL_LOCK: Final = 0x6365_6270_6771  # "cebpgq": one installer at a time
 
@@ -41,7 +44,21 @@ async def install(conn: asyncpg.Connection) -> None:
 async def run_scheduled(
     jobs: BillingJobs, dsn: str, stop: asyncio.Event, cron: str = DEFAULT_CRON
 ) -> None:
-    """Tick ``jobs`` on ``cron`` until ``stop`` is set."""
+    """Tick ``jobs`` on ``cron`` until ``stop`` is set. Never ends by an exception: it runs
+    beside settlement in the engine's task group, and a Postgres outage must cost billing a
+    few ticks, not stop settlement; the scheduler reconnects with backoff instead."""
+    backoff = BACKOFF_MIN_S
+    while not stop.is_set():
+        try:
+            await _scheduled(jobs, dsn, stop, cron)
+            backoff = BACKOFF_MIN_S
+        except Exception as exc:
+            log.warning("billing scheduler stopped (%r); restarting in %.0f s", exc, backoff)
+        await wait(stop, backoff)
+        backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+async def _scheduled(jobs: BillingJobs, dsn: str, stop: asyncio.Event, cron: str) -> None:
     conn: asyncpg.Connection = await asyncpg.connect(dsn)
     try:
         await install(conn)
