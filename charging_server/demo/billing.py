@@ -114,7 +114,7 @@ async def play_billing(engine: Engine, data_dir: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(pdf)
         print(f"  PDF: {out} ({len(pdf):,} bytes)")
-        for msg_id, body in rx.verified:
+        for msg_id, body in rx.received:
             print(f"  webhook {body['type']} delivered to {rx.url}: signature verified,"
                   f" webhook-id {msg_id}, invoice {body['data']['invoice']['number']}")
         if rx.rejected:

@@ -1,73 +1,24 @@
-"""A real HTTP receiver on loopback for webhook tests: it verifies every request with the
-``standardwebhooks`` library, records what it accepted, and can be told to fail or go away."""
+"""The webhook receiver of the tests: the demo's verifying receiver, on ``/hook``, answering
+200 unless told otherwise."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
-import uvicorn
-from fastapi import FastAPI, Request, Response
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from charging_server.demo.receiver import Receiver as _Verifying
 
 
 @dataclass
-class Receiver:
-    secret: str = ""
-    answer: int = 200  # the status it answers (after verifying and recording)
-    received: list[tuple[str, Any]] = field(default_factory=list)  # verified (id, body)
-    rejected: int = 0
-    port: int = 0
-    _server: uvicorn.Server | None = None
-    _task: asyncio.Task[None] | None = None
+class Receiver(_Verifying):
+    PATH: ClassVar[str] = "/hook"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.post("/hook")
-        async def hook(request: Request) -> Response:
-            body = await request.body()
-            try:
-                data = Webhook(self.secret).verify(body, dict(request.headers))
-            except WebhookVerificationError:
-                self.rejected += 1
-                return Response(status_code=401)
-            self.received.append((request.headers["webhook-id"], data))
-            return Response(status_code=self.answer)
-
-        return app
-
-    async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(64)
-        self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.app(), loop="none", log_level="warning", lifespan="off"))
-        # The socket listens already: connections queue until uvicorn accepts them.
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-            self._server = self._task = None
+    answer: int = 200
 
 
 @contextlib.asynccontextmanager
 async def receiver(secret: str = "") -> AsyncIterator[Receiver]:
-    r = Receiver(secret)
-    await r.start()
-    try:
+    async with Receiver(secret) as r:
         yield r
-    finally:
-        await r.stop()
