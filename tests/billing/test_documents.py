@@ -453,7 +453,7 @@ async def _loop_gaps(work: asyncio.Future[bytes] | None, blocking: bool = False)
 
 
 async def test_rendering_does_not_block_the_event_loop(renderer: PdfRenderer) -> None:
-    heavy = make_doc(lines=60, n_calls=120, calls_total=120)
+    heavy = make_doc(lines=150, n_calls=300, calls_total=300)  # several pages: ~0.5 s or more
     took, gap, ticks = await _loop_gaps(asyncio.ensure_future(renderer.render(heavy)))
     assert took > 0.2  # a multi-page PDF: long enough for the gaps to mean something
     assert gap < took / 4, (took, gap)
