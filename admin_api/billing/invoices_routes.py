@@ -25,12 +25,12 @@ from admin_api.billing.invoices_schemas import (
 )
 from admin_api.billing.invoices_views import detail_out, invoice_out
 from admin_api.context import Ctx
-from admin_api.problems import invalid, responses
+from admin_api.problems import ApiProblem, invalid, responses
 from admin_api.schemas import AccountPath, Cursor, Limit
 from billing import invoice_document, lifecycle, review
 from billing.amounts import parse_minor
 from billing.composition import LineKind
-from billing.documents.pdf import PdfRenderer
+from billing.documents.pdf import ChromiumMissing, PdfRenderer
 from billing.documents.templating import render_html
 from billing.errors import InvoiceNotFound
 
@@ -160,10 +160,11 @@ async def void_invoice(
 
 
 def _pdf(ctx: Ctx) -> PdfRenderer:
-    """One pool of PDF workers per app, started on the first PDF asked for."""
+    """One PDF renderer per app (a template worker and a browser with a few tabs), started on
+    the first PDF asked for; the browser ends with the process (its command pipe closes)."""
     renderer: PdfRenderer | None = getattr(ctx, "_pdf", None)
     if renderer is None:
-        renderer = PdfRenderer(workers=max(1, min(2, os.cpu_count() or 1)))
+        renderer = PdfRenderer(tabs=max(1, min(4, os.cpu_count() or 1)))
         ctx._pdf = renderer  # type: ignore[attr-defined]
     return renderer
 
@@ -187,12 +188,15 @@ async def document_html(ctx: Ctx, scope: Readers, invoice_id: InvoicePath) -> HT
 @router.get(INVOICE + "/document.pdf", response_class=Response,
             responses={200: {"content": {"application/pdf": {"schema": {
                 "type": "string", "format": "binary"}}}, "description": "The PDF"},
-                **DOC_RESPONSES},
-            summary="The invoice or receipt as PDF (rendered in worker processes)")
+                **responses(401, 403, 404, 422, 503)},
+            summary="The invoice or receipt as PDF (printed by headless Chromium)")
 async def document_pdf(ctx: Ctx, scope: Readers, invoice_id: InvoicePath) -> Response:
     r = await invoice_document.load(ctx.pool, scope.tenant_id, invoice_id,
                                     _csv_url(scope, invoice_id))
-    pdf = await _pdf(ctx).render(r.document, r.branding, r.source)
+    try:
+        pdf = await _pdf(ctx).render(r.document, r.branding, r.source)
+    except ChromiumMissing as e:
+        raise ApiProblem(503, "pdf_unavailable", str(e)) from None
     name = r.document.number or f"draft-{invoice_id}"
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="{name}.pdf"'})

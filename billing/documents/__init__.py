@@ -1,7 +1,7 @@
 """Invoice, credit note and receipt documents: HTML and PDF from one sandboxed template.
 
-``render_html`` is cheap and synchronous; PDFs go through ``PdfRenderer`` (worker processes,
-never the event loop). ``billing.documents.pdf`` imports WeasyPrint only when a PDF is made.
+``render_html`` is cheap and synchronous; PDFs go through ``PdfRenderer`` (template worker
+processes and headless Chromium, never the event loop).
 """
 
 from billing.documents.csv_export import calls_csv
@@ -14,7 +14,7 @@ from billing.documents.model import (
     DocumentKind,
     Party,
 )
-from billing.documents.pdf import PdfRenderer, render_pdf_sync
+from billing.documents.pdf import BrowserGone, ChromiumMissing, PdfRenderer, render_pdf_sync
 from billing.documents.templating import (
     TemplateError,
     format_micros,
@@ -26,7 +26,9 @@ from billing.documents.templating import (
 
 __all__ = [
     "Branding",
+    "BrowserGone",
     "CallRow",
+    "ChromiumMissing",
     "DocLine",
     "DocTax",
     "Document",

@@ -1,169 +1,52 @@
-"""PDF documents via WeasyPrint, rendered in worker processes off the asyncio event loop.
+"""PDF documents: the template renders in worker processes, headless Chromium prints the page.
 
-WeasyPrint is CPU-bound Python (a one-page invoice costs ~80 ms of CPU), so it never runs on
-the loop: ``PdfRenderer`` hands pickled ``Document`` values to a ``ProcessPoolExecutor`` started
-with forkserver/spawn (forking an asyncio process with live sockets and threads is unsafe).
-Each worker, once:
+Neither step runs on the asyncio event loop. Jinja (a tenant's template may be slow, or loop for
+ever inside the sandbox's limits) runs in a ``ProcessPoolExecutor`` started with
+forkserver/spawn (forking an asyncio process with live sockets and threads is unsafe), whose
+worker is killed when it overruns the timeout. The HTML then goes to one of several locked-down
+browser tabs (``billing.documents.chromium``): the loop only awaits the answer and decodes it.
 
-* builds lean copies of the DejaVu Sans (and Mono) faces (no OpenType layout or hinting tables,
-  only Latin, Greek, Cyrillic and common symbols, common glyphs first) and points its own
-  fontconfig at them, preferred for "DejaVu Sans"/sans-serif and "DejaVu Sans Mono"/monospace.
-  Without libharfbuzz-subset, WeasyPrint subsets every embedded font with fontTools, which
-  parses the system DejaVu Sans' large GSUB/GPOS tables each time: ~200 ms of a ~300 ms PDF.
-  With the lean copies it is ~10 ms a face; with libharfbuzz-subset (C) ~1 ms either way.
-  Characters outside the lean copies fall back to the system fonts as usual;
-* keeps one WeasyPrint ``FontConfiguration`` (fontconfig is loaded once, Pango's font cache
-  stays warm) and an image cache (a tenant's logo is decoded once).
-
-WeasyPrint fetches nothing but ``data:`` URLs: a tenant template cannot read local files or
-reach the network (no file://, no SSRF).
+A dead worker or browser is replaced for the next calls (the calls in flight at the time get
+``BrokenProcessPool`` or ``BrowserGone``); a tab that overruns the timeout is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import multiprocessing
 import os
-import statistics
-import time
-import warnings
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from billing.documents.lean_fonts import LEAN_SUFFIX, find_faces, lean_dir
+from billing.documents.chromium import BrowserGone, Chromium, ChromiumMissing, Tab
 from billing.documents.model import DEFAULT_BRANDING, Branding, Document
 from billing.documents.templating import render_html, sample_document, validate_template
 
-__all__ = [
-    "LEAN_SUFFIX",
-    "PdfRenderer",
-    "RenderItem",
-    "init_worker",
-    "render_pdf_sync",
-    "stage_times",
-]
+__all__ = ["BrowserGone", "ChromiumMissing", "PdfRenderer", "RenderItem", "render_pdf_sync"]
 
 LOGGER = logging.getLogger(__name__)
-_IMAGE_CACHE_MAX = 64
-
 RenderItem = tuple[Document, Branding, str | None]
 T = TypeVar("T")
+# A4 unless the template's @page says otherwise; untagged (tagging costs ~30 % of the rate).
+_PRINT = {"preferCSSPageSize": True, "printBackground": True, "generateTaggedPDF": False,
+          "paperWidth": 8.27, "paperHeight": 11.69, "marginTop": 0.4, "marginBottom": 0.4,
+          "marginLeft": 0.4, "marginRight": 0.4, "transferMode": "ReturnAsBase64"}  # fmt: skip
 
 
-@dataclass
-class _Worker:
-    """Per-process WeasyPrint state, built once."""
-
-    font_config: Any
-    url_fetcher: Any
-    image_cache: dict[str, Any] = field(default_factory=dict)
-    lean_dir: Path | None = None
-
-
-_STATE: _Worker | None = None
-
-
-def _weasyprint() -> Any:
-    """WeasyPrint, imported on first use (it takes ~0.5 s and loads Pango and fontconfig).
-
-    Its import warns when libharfbuzz-subset is missing ("will be required by future
-    versions"); that is a deployment note (see the module docstring), not a failure.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*HarfBuzz-Subset",
-                                category=DeprecationWarning)
-        import weasyprint  # type: ignore[import-untyped]
-    return weasyprint
-
-
-def _new_state(lean_dir: Path | None) -> _Worker:
-    weasyprint = _weasyprint()
-    from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
-
-    fetcher = weasyprint.URLFetcher(allowed_protocols={"data"}, fail_on_errors=False)
-    return _Worker(FontConfiguration(), fetcher, lean_dir=lean_dir)
-
-
-def init_worker(lean_fonts: bool = True) -> None:
-    """Process initializer: lean fonts, fontconfig, WeasyPrint imported and warmed."""
-    global _STATE
-    folder: Path | None = None
-    faces = find_faces() if lean_fonts else {}
-    if faces:
-        try:
-            folder = lean_dir(faces)
-            os.environ["FONTCONFIG_FILE"] = str(folder / "fonts.conf")
-        except Exception:  # the system fonts still work, only slower
-            LOGGER.exception("could not build lean fonts; using the system fonts")
-            folder = None
-    _STATE = _new_state(folder)
-    _render_one(sample_document(), Branding(), None)  # loads fonts, fills Pango's caches
-
-
-def _state() -> _Worker:
-    global _STATE
-    if _STATE is None:  # the calling process (CLI, tests): system fonts, no environ change
-        _STATE = _new_state(None)
-    return _STATE
-
-
-def _render_one(doc: Document, branding: Branding, source: str | None) -> bytes:
-    state = _state()
-    weasyprint = _weasyprint()
-    html = render_html(doc, branding, source, medium="pdf")
-    if len(state.image_cache) > _IMAGE_CACHE_MAX:
-        state.image_cache.clear()
-    font_config = state.font_config
-    if source is not None and "@font-face" in source:  # a tenant's own faces stay theirs
-        from weasyprint.text.fonts import FontConfiguration
-
-        font_config = FontConfiguration()
-    pdf: bytes = weasyprint.HTML(string=html, url_fetcher=state.url_fetcher).write_pdf(
-        font_config=font_config, cache=state.image_cache
-    )
-    return pdf
-
-
-def _render_batch(items: Sequence[RenderItem]) -> list[bytes]:
+def _html_batch(items: Sequence[RenderItem]) -> list[str]:
     """Worker entry point: several documents per call to spread the IPC cost."""
-    return [_render_one(doc, branding, source) for doc, branding, source in items]
+    return [render_html(doc, branding, source, medium="pdf") for doc, branding, source in items]
 
 
-def render_pdf_sync(doc: Document, branding: Branding = DEFAULT_BRANDING,
-                    source: str | None = None) -> bytes:  # fmt: skip
-    """The PDF in the calling thread (CLI, tests): blocks, never call it on the event loop."""
-    return _render_one(doc, branding, source)
-
-
-def stage_times(doc: Document, rounds: int = 10) -> dict[str, float | bool]:
-    """Median milliseconds of each stage of one PDF in this process (for the benchmark)."""
-    state = _state()
-    weasyprint = _weasyprint()
-    from weasyprint.text.ffi import harfbuzz_subset  # type: ignore[import-untyped]
-
-    html_ms, layout_ms, write_ms = [], [], []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        html = render_html(doc, medium="pdf")
-        t1 = time.perf_counter()
-        rendered = weasyprint.HTML(string=html, url_fetcher=state.url_fetcher).render(
-            font_config=state.font_config)
-        t2 = time.perf_counter()
-        rendered.write_pdf()
-        t3 = time.perf_counter()
-        html_ms.append((t1 - t0) * 1e3)
-        layout_ms.append((t2 - t1) * 1e3)
-        write_ms.append((t3 - t2) * 1e3)
-    return {"html_ms": statistics.median(html_ms), "layout_ms": statistics.median(layout_ms),
-            "write_ms": statistics.median(write_ms), "pages": len(rendered.pages),
-            "lean_fonts": state.lean_dir is not None,
-            "harfbuzz_subset": harfbuzz_subset is not None}  # fmt: skip
+def _ready() -> bool:
+    """Worker no-op: answers once its process is up."""
+    return True
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -171,58 +54,121 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _ready() -> bool:
-    """Worker no-op: answers once its process (and the initializer) is up."""
-    return _STATE is not None
+async def _print(browser: Chromium, tab: Tab, html: str) -> bytes:
+    await browser.call("Page.setDocumentContent", {"frameId": tab.frame_id, "html": html},
+                       tab.session_id)  # fmt: skip
+    answer = await browser.call("Page.printToPDF", _PRINT, tab.session_id)
+    return base64.b64decode(answer["data"])
 
 
 class PdfRenderer:
-    """A pool of PDF worker processes; ``await render(doc)`` never blocks the event loop.
+    """Template workers plus a browser with ``tabs`` pages; ``await render(doc)``."""
 
-    Workers start in a thread on first use (or ``start()``), since starting the forkserver and
-    forking blocks; a pool broken by a dead worker is replaced for the next calls (the calls
-    that were in flight get ``BrokenProcessPool``).
-    """
-
-    def __init__(self, workers: int | None = None, *, lean_fonts: bool = True,
-                 batch: int = 4, timeout: float | None = 30.0) -> None:  # fmt: skip
-        self.workers = workers or os.cpu_count() or 1
+    def __init__(self, tabs: int | None = None, *, template_workers: int = 1, batch: int = 8,
+                 timeout: float = 30.0, binary: str | None = None) -> None:  # fmt: skip
+        self.tabs = tabs or 2 * (os.cpu_count() or 1)  # two per core keep Chromium busy
+        self.template_workers = max(1, template_workers)
         self.batch = max(1, batch)
-        self.timeout = timeout  # per batch; a tenant template looping for ever is cut off
-        self._lean_fonts = lean_fonts
+        self.timeout = timeout  # per template batch and per page printed
+        self._binary = binary
         self._pool = self._new_pool()
-        self._started = False
-        self._start_lock = asyncio.Lock()
+        self._pool_started = False
+        self._browser: Chromium | None = None
+        self._idle: list[Tab] = []
+        self._slots = asyncio.Semaphore(self.tabs)
+        self._lock = asyncio.Lock()
         self._closed = False
 
+    # --- lifecycle ---------------------------------------------------------------------------
+
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=_context(), initializer=init_worker,
-                                   initargs=(self._lean_fonts,))  # fmt: skip
+        return ProcessPoolExecutor(self.template_workers, mp_context=_context())
 
     async def start(self) -> None:
-        """Start every worker process (in a thread); rendering calls this itself."""
+        """Start the template workers and the browser; rendering calls this itself."""
+        await self._start_pool()
+        await self._browser_ready()
+
+    async def _start_pool(self) -> None:
         if self._closed:
             raise RuntimeError("PdfRenderer is closed")
-        async with self._start_lock:
-            if not self._started:
+        async with self._lock:
+            if not self._pool_started:
                 pool = self._pool
 
                 def spawn() -> None:  # each submit to a pool not yet full forks one worker
-                    for future in [pool.submit(_ready) for _ in range(self.workers)]:
+                    for future in [pool.submit(_ready) for _ in range(self.template_workers)]:
                         future.result()
 
                 await asyncio.to_thread(spawn)
-                self._started = True
+                self._pool_started = True
+
+    async def _browser_ready(self) -> Chromium:
+        if self._closed:
+            raise RuntimeError("PdfRenderer is closed")
+        browser = self._browser
+        if browser is not None and not browser.gone:
+            return browser
+        async with self._lock:
+            if self._browser is None or self._browser.gone:
+                if self._browser is not None:
+                    LOGGER.error("the PDF browser ended; starting a new one")
+                    await self._browser.close()
+                fresh = Chromium(self._binary)
+                try:
+                    await fresh.start()
+                except BaseException:
+                    await fresh.close()
+                    raise
+                self._browser, self._idle = fresh, []
+            return self._browser
 
     async def warm(self) -> None:
-        """Start the workers and render a sample on each, so that timings start warm."""
+        """Start everything and print a sample on every tab, so that timings start warm."""
         await self.start()
-        await self.render_many([sample_document()] * (2 * self.workers))
+        await self.render_many([sample_document()] * (2 * self.tabs))
+
+    # --- rendering ---------------------------------------------------------------------------
 
     async def render(self, doc: Document, branding: Branding = DEFAULT_BRANDING,
                      source: str | None = None) -> bytes:  # fmt: skip
-        (pdf,) = await self._submit(_render_batch, [(doc, branding, source)])
-        return pdf
+        (html,) = await self._submit(_html_batch, [(doc, branding, source)])
+        return await self.print_html(html)
+
+    async def render_many(self, items: Iterable[RenderItem | Document]) -> list[bytes]:
+        """PDFs of ``items`` (documents, or (document, branding, source)), in order."""
+        work: list[RenderItem] = [
+            (item, DEFAULT_BRANDING, None) if isinstance(item, Document) else item
+            for item in items
+        ]
+        chunks = [work[i : i + self.batch] for i in range(0, len(work), self.batch)]
+
+        async def chunk_pdfs(chunk: list[RenderItem]) -> list[bytes]:
+            pages = await self._submit(_html_batch, chunk)
+            return list(await asyncio.gather(*(self.print_html(html) for html in pages)))
+
+        done = await asyncio.gather(*(chunk_pdfs(chunk) for chunk in chunks))
+        return [pdf for chunk in done for pdf in chunk]
+
+    async def print_html(self, html: str) -> bytes:
+        """The PDF of ``html`` as the browser prints it (at most ``tabs`` at once)."""
+        async with self._slots:
+            browser = await self._browser_ready()
+            tab = self._idle.pop() if self._idle else await browser.new_tab()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    pdf = await _print(browser, tab, html)
+            except BaseException as e:
+                if isinstance(e, TimeoutError):
+                    LOGGER.error("a page took more than %s s to print; closing its tab",
+                                 self.timeout)  # fmt: skip
+                if not browser.gone:  # a tab in an unknown state is not reused
+                    task = asyncio.ensure_future(browser.close_tab(tab))
+                    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                raise
+            if browser is self._browser:
+                self._idle.append(tab)
+            return pdf
 
     async def render_html(self, doc: Document, branding: Branding = DEFAULT_BRANDING,
                           source: str | None = None) -> str:  # fmt: skip
@@ -234,31 +180,20 @@ class PdfRenderer:
         """``templating.validate_template`` in a worker, under the renderer's timeout."""
         await self._submit(validate_template, source)
 
-    async def render_many(self, items: Iterable[RenderItem | Document]) -> list[bytes]:
-        """PDFs of ``items`` (documents, or (document, branding, source)), in order."""
-        work: list[RenderItem] = [
-            (item, DEFAULT_BRANDING, None) if isinstance(item, Document) else item
-            for item in items
-        ]
-        size = max(1, min(self.batch, -(-len(work) // self.workers)))
-        chunks = [work[i : i + size] for i in range(0, len(work), size)]
-        done = await asyncio.gather(*(self._submit(_render_batch, chunk) for chunk in chunks))
-        return [pdf for chunk in done for pdf in chunk]
-
     async def _submit(self, fn: Callable[..., T], *args: Any) -> T:
-        await self.start()
+        await self._start_pool()
         pool = self._pool
         try:
             future = pool.submit(fn, *args)
         except BrokenProcessPool:  # broken before this call: a new pool, and this call on it
             self._replace(pool)
-            await self.start()
+            await self._start_pool()
             pool = self._pool
             future = pool.submit(fn, *args)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
         except TimeoutError:
-            LOGGER.error("a PDF worker took more than %s s; restarting the pool", self.timeout)
+            LOGGER.error("a template took more than %s s; restarting its workers", self.timeout)
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.kill()  # concurrent.futures cannot stop one running task
             self._replace(pool)
@@ -269,17 +204,19 @@ class PdfRenderer:
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         if broken is self._pool and not self._closed:
-            LOGGER.error("replacing the PDF worker pool")
-            self._pool, self._started = self._new_pool(), False
+            LOGGER.error("replacing the template worker pool")
+            self._pool, self._pool_started = self._new_pool(), False
             broken.shutdown(wait=False, cancel_futures=True)
 
-    def close(self) -> None:
-        """Stop the workers (blocks until they exit; from async code use ``aclose``)."""
-        self._closed = True
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    @property
+    def browser_pid(self) -> int | None:
+        """The browser's process id (its process group), None before it starts."""
+        return self._browser.pid if self._browser is not None else None
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._browser is not None:
+            await self._browser.close()
         await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
 
     async def __aenter__(self) -> PdfRenderer:
@@ -289,9 +226,41 @@ class PdfRenderer:
                         tb: TracebackType | None) -> None:  # fmt: skip
         await self.aclose()
 
-    def __enter__(self) -> PdfRenderer:
-        return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
-        self.close()
+def render_pdf_sync(doc: Document, branding: Branding = DEFAULT_BRANDING,
+                    source: str | None = None, *, timeout: float = 60.0) -> bytes:  # fmt: skip
+    """One PDF for a synchronous caller (a CLI): starts a browser for it, in its own thread.
+
+    It blocks the caller for the whole time (~1 s): never call it on an event loop.
+    """
+    html = render_html(doc, branding, source, medium="pdf")
+
+    async def once() -> bytes:
+        browser = Chromium()
+        try:
+            async with asyncio.timeout(timeout):
+                await browser.start()
+                return await _print(browser, await browser.new_tab(), html)
+        finally:
+            await browser.close()
+
+    return _run_in_thread(once)
+
+
+def _run_in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(make())`` in a new thread, so that it works under a running loop too."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(make())
+        except BaseException as e:  # handed to the caller's thread
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name="render-pdf-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value

@@ -1,7 +1,7 @@
 """Documents as HTML from one sandboxed Jinja template (the default, or a tenant's own source).
 
-The same HTML is served as the web page and fed to WeasyPrint for the PDF, so a tenant edits
-one source. Tenant templates are untrusted: they run in Jinja's immutable sandbox with
+The same HTML is served as the web page and printed by headless Chromium for the PDF, so a
+tenant edits one source. Tenant templates are untrusted: they run in Jinja's immutable sandbox with
 autoescaping and ``StrictUndefined``, and ``validate_template`` renders them against full sample
 documents before they are accepted, so a typo is refused at upload rather than at invoice time.
 
@@ -294,9 +294,8 @@ def render_html(doc: Document, branding: Branding = DEFAULT_BRANDING,
                 source: str | None = None, *, medium: str = "html") -> str:  # fmt: skip
     """The document's HTML; ``source`` is a tenant's template text (None: the default).
 
-    ``medium`` "pdf" is the HTML handed to WeasyPrint: the same template, told (as the
-    ``medium`` variable) that it may trade markup for layout speed where the untagged PDF
-    loses nothing.
+    ``medium`` "pdf" is the HTML the browser prints: the same template, told (as the
+    ``medium`` variable) so that it may add print-only touches.
     """
     if medium not in MEDIA:
         raise ValueError(f"medium must be one of {', '.join(MEDIA)}: {medium!r}")

@@ -107,7 +107,7 @@ async def play_billing(engine: Engine, data_dir: Path) -> None:
             print(f"    {format_minor(ln['amount'], CUR):>8} {CUR}  {ln['description']}{calls}")
         print(f"    {format_minor(inv['tax_total'], CUR):>8} {CUR}  NY sales tax")
         rendering = await load(pool, TENANT, inv["invoice_id"])
-        async with PdfRenderer(workers=1) as renderer:
+        async with PdfRenderer(tabs=1) as renderer:
             pdf = await renderer.render(rendering.document, rendering.branding,
                                         rendering.source)
         out = data_dir / "demo" / "invoices" / f"{inv['number']}.pdf"

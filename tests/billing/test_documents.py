@@ -1,9 +1,10 @@
 """Invoice and receipt documents: the HTML page and the PDF from one sandboxed template.
 
-PDFs are made by real WeasyPrint in real worker processes (``PdfRenderer``) and read back with
-pypdf: the figures, the order of the page (summary before the lines), the draft marker, the
-appendix note and its link. Tenant templates are checked against the sandbox; money and
-durations have property tests against independent models.
+PDFs are printed by a real headless Chromium after the template ran in real worker processes
+(``PdfRenderer``), and read back with pypdf: the figures, the order of the page (summary
+before the lines), the draft marker, the appendix note and its link. Tenant templates are
+checked against the sandbox; money and durations have property tests against independent
+models.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import csv
 import io
 import os
 import re
+import signal
 import struct
-import tempfile
+import time
 import zlib
 from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
@@ -23,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pypdf
 import pytest
@@ -34,7 +36,9 @@ from pypdf.generic import DictionaryObject
 
 from billing.documents import (
     Branding,
+    BrowserGone,
     CallRow,
+    ChromiumMissing,
     DocLine,
     DocTax,
     Document,
@@ -45,7 +49,6 @@ from billing.documents import (
     calls_csv,
     format_micros,
     format_money,
-    lean_fonts,
     render_html,
     render_pdf_sync,
     sample_document,
@@ -150,7 +153,7 @@ def pdf_links(pdf: bytes) -> list[str]:
 
 @pytest.fixture(scope="module")
 async def renderer() -> AsyncIterator[PdfRenderer]:
-    async with PdfRenderer(workers=2) as pool:
+    async with PdfRenderer(tabs=2) as pool:
         yield pool
 
 
@@ -378,17 +381,22 @@ async def test_worker_errors_reach_the_caller(renderer: PdfRenderer) -> None:
 async def test_pdf_fetches_nothing_but_data_urls(renderer: PdfRenderer, tmp_path: Path) -> None:
     image = tmp_path / "secret.png"
     image.write_bytes(png_pixel())
-    local = f'<p>x</p><img src="file://{image}" alt=""><img src="http://127.0.0.1:9/x.png" alt="">'
-    fetched, logo = await renderer.render_many([
+    local = (f'<p>x</p><img src="file://{image}" alt=""><img src="http://127.0.0.1:9/x.png" alt="">'
+             f'<iframe src="file://{image}"></iframe><link rel="stylesheet" href="http://127.0.0.1:9/a.css">'
+             '<script>document.body.textContent = "SCRIPT RAN"</script>')
+    moving = f'<meta http-equiv="refresh" content="0;url=file://{image}"><p>STAYED</p>'
+    fetched, logo, moved = await renderer.render_many([
         (make_doc(), Branding(), local),
         (make_doc(), Branding(logo=png_pixel()), "<p>x</p><img src='{{ logo_uri }}' alt=''>"),
+        (make_doc(), Branding(), moving),
     ])  # fmt: skip
-    assert pdf_images(fetched) == 0
+    assert pdf_images(fetched) == 0 and "SCRIPT RAN" not in pdf_text(fetched)
+    assert "STAYED" in pdf_text(moved)
     assert pdf_images(logo) == 1  # the control: the same image as a data: URL shows up
 
 
-async def test_characters_beyond_the_lean_fonts_fall_back(renderer: PdfRenderer) -> None:
-    name = "Ĳsselmeer Ωμέγα Жук Հայաստան ტექსტი"  # Armenian and Georgian: not in the lean copy
+async def test_characters_of_many_scripts_reach_the_pdf(renderer: PdfRenderer) -> None:
+    name = "Ĳsselmeer Ωμέγα Жук Հայաստան ტექსტი"  # Armenian, Georgian: DejaVu Sans only
     text = pdf_text(await renderer.render(make_doc(buyer=name)))
     assert name in text
 
@@ -400,20 +408,6 @@ async def test_consecutive_documents_keep_their_own_glyphs(renderer: PdfRenderer
     ])  # fmt: skip
     assert "Zzyzx Qwerty" in pdf_text(first)
     assert "Ümlaut Ørsted Çedille" in pdf_text(second)
-
-
-def test_lean_fonts_are_shared_only_when_private(monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:  # fmt: skip
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    faces = {k: v for k, v in lean_fonts.find_faces().items() if k == "DejaVu Sans Mono"}
-    first = lean_fonts.lean_dir(faces)
-    assert first.parent == tmp_path and (first / "DejaVuSansMono-lean.ttf").is_file()
-    assert f"<dir>{first}</dir>" in (first / "fonts.conf").read_text()
-    assert lean_fonts.lean_dir(faces) == first  # built once, then shared
-    first.chmod(0o755)  # others could have put fonts there: not trusted
-    private = lean_fonts.lean_dir(faces)
-    assert private != first and f"<dir>{private}</dir>" in (private / "fonts.conf").read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, private.name])
 
 
 def test_render_pdf_sync_in_process() -> None:
@@ -453,7 +447,7 @@ async def _loop_gaps(work: asyncio.Future[bytes] | None, blocking: bool = False)
 
 
 async def test_rendering_does_not_block_the_event_loop(renderer: PdfRenderer) -> None:
-    heavy = make_doc(lines=150, n_calls=300, calls_total=300)  # several pages: ~0.5 s or more
+    heavy = make_doc(lines=800, n_calls=2500, calls_total=2500)  # ~60 pages: ~0.5 s or more
     took, gap, ticks = await _loop_gaps(asyncio.ensure_future(renderer.render(heavy)))
     assert took > 0.2  # a multi-page PDF: long enough for the gaps to mean something
     assert gap < took / 4, (took, gap)
@@ -465,19 +459,69 @@ async def test_rendering_does_not_block_the_event_loop(renderer: PdfRenderer) ->
 
 async def test_render_many_keeps_order_survives_dead_and_runaway_workers_and_closes() -> None:
     runaway = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
-    async with PdfRenderer(workers=1, batch=2, timeout=2.0) as pool:
+    async with PdfRenderer(tabs=2, batch=2, timeout=2.0) as pool:
         docs = [make_doc(number=f"INV-{i}") for i in range(5)]
         pdfs = await pool.render_many(docs)
         assert [f"INV-{i}" in pdf_text(p) for i, p in enumerate(pdfs)] == [True] * 5
-        crash = pool._pool.submit(os._exit, 3)  # a worker dying (the pool's own process)
+        crash = pool._pool.submit(os._exit, 3)  # a template worker dying
         with pytest.raises(BrokenProcessPool):
             await asyncio.wrap_future(crash)
         assert "INV-4" in pdf_text(await pool.render(docs[4]))  # on a new pool
         with pytest.raises(TimeoutError):
             await pool.render_html(docs[0], source=runaway)
         assert "INV-3" in await pool.render_html(docs[3])  # and again
+        first_browser, browser = pool.browser_pid, pool._browser
+        assert first_browser is not None and browser is not None
+        printing = asyncio.Event()
+        send = browser.call
+
+        async def spy(method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            if method == "Page.setDocumentContent":
+                printing.set()
+            return await send(method, *args, **kwargs)
+
+        browser.call = spy  # type: ignore[method-assign]
+        heavy = asyncio.ensure_future(pool.render(make_doc(lines=300, n_calls=600,
+                                                           calls_total=600)))  # fmt: skip
+        await printing.wait()
+        os.killpg(first_browser, signal.SIGKILL)  # the browser dying mid-print
+        with pytest.raises(BrowserGone):
+            await heavy
+        assert "INV-2" in pdf_text(await pool.render(docs[2]))  # on a new browser
+        assert pool.browser_pid not in (None, first_browser)
     with pytest.raises(RuntimeError, match="closed"):
         await pool.render(docs[0])
+    assert await gone_within(first_browser, 10.0)  # nothing of the old browser is left
+
+
+async def gone_within(pgid: int, seconds: float) -> bool:
+    """Whether group ``pgid`` has no live process within ``seconds`` (SIGKILLed children
+    finish dying on their own time)."""
+    deadline = time.monotonic() + seconds
+    while (alive := live_in_group(pgid)) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    return not alive
+
+
+def live_in_group(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` still running (zombies left to init do not count)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if entry.name.isdigit() and int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+async def test_without_chromium_pdfs_fail_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CE_CHROMIUM", "/nonexistent/chromium")
+    async with PdfRenderer(tabs=1) as pool:
+        with pytest.raises(ChromiumMissing, match="CE_CHROMIUM"):
+            await pool.render(make_doc())
 
 
 async def test_templates_validate_in_a_worker_too(renderer: PdfRenderer) -> None:
