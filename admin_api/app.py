@@ -20,9 +20,12 @@ from admin_api.billing import (
     accounts_billing_routes,
     catalog_routes,
     charges_routes,
+    credit_notes_routes,
     dids_routes,
     exports_routes,
     invoices_routes,
+    payments_routes,
+    reports_routes,
     settings_routes,
     webhooks_routes,
 )
@@ -45,7 +48,8 @@ ROUTERS: Final = (
     rates.router, deck.router, pricing.router, calls.router, alerts.router, audit.router,
     catalog_routes.router, dids_routes.router, charges_routes.router, settings_routes.router,
     accounts_billing_routes.router, invoices_routes.router, webhooks_routes.router,
-    exports_routes.router,
+    exports_routes.router, payments_routes.router, reports_routes.router,
+    credit_notes_routes.router,
 )
 
 

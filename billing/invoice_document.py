@@ -18,7 +18,7 @@ from billing.documents.model import (
     DocumentKind,
     Party,
 )
-from billing.errors import InvoiceNotFound
+from billing.errors import BillingNotFound, InvoiceNotFound
 
 APPENDIX_ROWS: Final = 200
 
@@ -75,29 +75,16 @@ async def load(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, invoice_
         "SELECT * FROM invoice_lines WHERE invoice_id = $1 ORDER BY position", invoice_id)
     taxes = await conn.fetch(
         "SELECT * FROM invoice_taxes WHERE invoice_id = $1 ORDER BY code", invoice_id)
-    who = await conn.fetchrow(
-        "SELECT t.name AS tenant_name, t.timezone, s.*, d.name AS buyer_name, d.email"
-        " FROM tenants t LEFT JOIN billing_settings s USING (tenant_id)"
-        " LEFT JOIN account_details d ON d.tenant_id = t.tenant_id AND d.account_id = $2"
-        " WHERE t.tenant_id = $1", tenant_id, inv["account_id"],
-    )
+    who = await _who(conn, tenant_id, inv["account_id"])
     calls: list[Any] = []
     if inv["kind"] == "invoice" and inv["cut_seq"] is not None:
         calls = list(await conn.fetch(CALLS_SQL, tenant_id, inv["account_id"], inv["cut_seq"],
                                       inv["ends_at"], inv["period_start"], APPENDIX_ROWS))
-    seller = Party(
-        name=(who["seller_name"] if who and who["seller_name"] else None)
-        or (who["tenant_name"] if who else "") or tenant_id,
-        address_lines=tuple(who["seller_address"] or ()) if who else (),
-        tax_ids=tuple(who["seller_tax_ids"] or ()) if who else (),
-    )
-    buyer = Party(name=(who["buyer_name"] if who else None) or inv["account_id"],
-                  email=who["email"] if who else None)
+    seller, buyer = parties(who, tenant_id, inv["account_id"])
     doc = Document(
         kind=DocumentKind.RECEIPT if inv["kind"] == "receipt" else DocumentKind.INVOICE,
         number=inv["number"], issued_on=inv["issued_on"], currency=inv["currency"].strip(),
-        locale=(who["locale"] if who and who["locale"] else "en_US"),
-        timezone=who["timezone"] if who else "UTC", seller=seller, buyer=buyer,
+        locale=locale_of(who)[0], timezone=locale_of(who)[1], seller=seller, buyer=buyer,
         account_id=inv["account_id"], lines=_lines(list(lines)),
         taxes=tuple(DocTax(name=t["name"], rate=Decimal(t["rate"]) / 100, base=t["base"],
                            amount=t["amount"], inclusive=t["inclusive"]) for t in taxes),
@@ -111,8 +98,73 @@ async def load(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, invoice_
         calls_total=int(calls[0]["total"]) if calls else 0, calls_csv_url=csv_url,
         status=inv["status"],
     )
+    return rendering(doc, who)
+
+
+async def _who(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, account_id: str) -> Any:
+    return await conn.fetchrow(
+        "SELECT t.name AS tenant_name, t.timezone, s.*, d.name AS buyer_name, d.email"
+        " FROM tenants t LEFT JOIN billing_settings s USING (tenant_id)"
+        " LEFT JOIN account_details d ON d.tenant_id = t.tenant_id AND d.account_id = $2"
+        " WHERE t.tenant_id = $1", tenant_id, account_id,
+    )
+
+
+def parties(who: Any, tenant_id: str, account_id: str) -> tuple[Party, Party]:
+    """(seller, buyer) from the tenant's billing settings and the account's details."""
+    seller = Party(
+        name=(who["seller_name"] if who and who["seller_name"] else None)
+        or (who["tenant_name"] if who else "") or tenant_id,
+        address_lines=tuple(who["seller_address"] or ()) if who else (),
+        tax_ids=tuple(who["seller_tax_ids"] or ()) if who else (),
+    )
+    buyer = Party(name=(who["buyer_name"] if who else None) or account_id,
+                  email=who["email"] if who else None)
+    return seller, buyer
+
+
+def locale_of(who: Any) -> tuple[str, str]:
+    """(locale, timezone) of the tenant's documents."""
+    return ((who["locale"] if who and who["locale"] else "en_US"),
+            who["timezone"] if who else "UTC")  # fmt: skip
+
+
+def rendering(doc: Document, who: Any) -> Rendering:
     branding = Branding(footer=who["footer"] if who and who["footer"] else "")
     return Rendering(doc, branding, who["template_source"] if who else None)
+
+
+async def load_credit_note(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
+                           credit_note_id: str) -> Rendering:  # fmt: skip
+    """A credit note as a document: its lines (negative amounts, each with its reason)."""
+    n = await conn.fetchrow(
+        "SELECT n.*, i.number AS invoice_number FROM credit_notes n JOIN invoices i"
+        " USING (invoice_id) WHERE n.tenant_id = $1 AND n.credit_note_id = $2",
+        tenant_id, credit_note_id,
+    )
+    if n is None:
+        raise BillingNotFound("credit note", credit_note_id)
+    lines = await conn.fetch("SELECT * FROM credit_note_lines WHERE credit_note_id = $1"
+                             " ORDER BY invoice_position", credit_note_id)  # fmt: skip
+    taxes = await conn.fetch("SELECT * FROM credit_note_taxes WHERE credit_note_id = $1"
+                             " ORDER BY code", credit_note_id)  # fmt: skip
+    who = await _who(conn, tenant_id, n["account_id"])
+    seller, buyer = parties(who, tenant_id, n["account_id"])
+    locale, zone = locale_of(who)
+    settled = {"credit": "credited to the account", "refund": "refunded"}[n["settle"]]
+    doc = Document(
+        kind=DocumentKind.CREDIT_NOTE, number=n["number"], issued_on=n["issued_on"],
+        currency=n["currency"].strip(), locale=locale, timezone=zone, seller=seller,
+        buyer=buyer, account_id=n["account_id"],
+        lines=tuple(DocLine(description=r["description"], amount=-r["amount"],
+                            detail=r["reason"]) for r in lines),
+        taxes=tuple(DocTax(name=t["name"], rate=Decimal(t["rate"]) / 100, base=-t["base"],
+                           amount=-t["amount"], inclusive=t["inclusive"]) for t in taxes),
+        subtotal=-n["subtotal"], tax_total=-n["tax_total"], total=-n["total"],
+        amount_due=-n["total"], status=n["settle"],
+        notes=f"Credit note for invoice {n['invoice_number']}: {settled}.",
+    )  # fmt: skip
+    return rendering(doc, who)
 
 
 async def calls_csv(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, invoice_id: str

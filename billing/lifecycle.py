@@ -19,6 +19,7 @@ from billing import events
 from billing.errors import InvoiceNotFound, InvoiceStateError
 from billing.numbering import format_number
 from charging_engine.audit import Actor, record_change
+from charging_engine.ledger.catalog_repo import Conn
 
 DUE_SQL: Final = """
 SELECT invoice_id, tenant_id FROM invoices
@@ -29,7 +30,8 @@ FOR UPDATE SKIP LOCKED
 """
 
 
-async def _numbering(conn: asyncpg.Connection, tenant_id: str, series: str) -> tuple[str, str]:
+async def numbering(conn: Conn, tenant_id: str, series: str) -> tuple[str, str]:
+    """(prefix, pattern) of a series: receipts add R to the prefix, credit notes CN."""
     row = await conn.fetchrow(
         "SELECT coalesce(s.number_prefix, 'INV') AS prefix,"
         " coalesce(s.number_pattern, '{prefix}-{year}-{seq:06d}') AS pattern"
@@ -39,12 +41,12 @@ async def _numbering(conn: asyncpg.Connection, tenant_id: str, series: str) -> t
     prefix, pattern = (row["prefix"], row["pattern"]) if row else ("INV", "{prefix}-{seq}")
     if series == "receipt":
         prefix = f"{prefix}R" if prefix else "R"
+    elif series == "credit_note":
+        prefix = f"{prefix}CN" if prefix else "CN"
     return prefix, pattern
 
 
-async def take_numbers(
-    conn: asyncpg.Connection, tenant_id: str, series: str, count: int
-) -> int:
+async def take_numbers(conn: Conn, tenant_id: str, series: str, count: int) -> int:
     """Reserve ``count`` numbers of a series in this transaction; -> the first one."""
     await conn.execute(
         "INSERT INTO document_counters (tenant_id, series) VALUES ($1, $2)"
@@ -66,7 +68,7 @@ async def finalize_rows(
     if not invoice_ids:
         return []
     first = await take_numbers(conn, tenant_id, series, len(invoice_ids))
-    prefix, pattern = await _numbering(conn, tenant_id, series)
+    prefix, pattern = await numbering(conn, tenant_id, series)
     issued = {r["invoice_id"]: r["issued_on"] for r in await conn.fetch(
         "SELECT invoice_id, issued_on FROM invoices WHERE invoice_id = ANY($1)",
         list(invoice_ids),

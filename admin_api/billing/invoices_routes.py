@@ -159,7 +159,7 @@ async def void_invoice(
     return await load_detail(ctx.pool, scope.tenant_id, invoice_id)
 
 
-def _pdf(ctx: Ctx) -> PdfRenderer:
+def pdf_renderer(ctx: Ctx) -> PdfRenderer:
     """One PDF renderer per app (a template worker and a browser with a few tabs), started on
     the first PDF asked for; the browser ends with the process (its command pipe closes)."""
     renderer: PdfRenderer | None = getattr(ctx, "_pdf", None)
@@ -194,7 +194,7 @@ async def document_pdf(ctx: Ctx, scope: Readers, invoice_id: InvoicePath) -> Res
     r = await invoice_document.load(ctx.pool, scope.tenant_id, invoice_id,
                                     _csv_url(scope, invoice_id))
     try:
-        pdf = await _pdf(ctx).render(r.document, r.branding, r.source)
+        pdf = await pdf_renderer(ctx).render(r.document, r.branding, r.source)
     except ChromiumMissing as e:
         raise ApiProblem(503, "pdf_unavailable", str(e)) from None
     name = r.document.number or f"draft-{invoice_id}"

@@ -28,7 +28,9 @@ ENDPOINTS = "/v1/tenants/{tenant_id}/webhook-endpoints"
 ENDPOINT = ENDPOINTS + "/{endpoint_id}"
 EndpointPath = Annotated[str, Path(pattern=r"^we_[0-9a-f]{20}$")]
 DeliveryPath = Annotated[int, Path(ge=1, le=2**62)]
-EventType = Literal["invoice.finalized", "invoice.voided", "invoice.paid", "receipt.issued"]
+EventType = Literal["invoice.finalized", "invoice.voided", "invoice.paid", "receipt.issued",
+                    "payment.recorded", "payment.reversed", "payment.refunded",
+                    "credit_note.issued"]
 Url = Annotated[str, StringConstraints(min_length=8, max_length=2000,
                                        pattern=r"^https?://[^\s\x00-\x1f]+$")]
 Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]

@@ -18,6 +18,7 @@ from billing.webhooks.signing import new_secret
 
 EVENT_TYPES: Final = frozenset({
     "invoice.finalized", "invoice.voided", "invoice.paid", "receipt.issued",
+    "payment.recorded", "payment.reversed", "payment.refunded", "credit_note.issued",
 })
 _TYPE_RE: Final = re.compile(r"^[a-z]+\.[a-z_]+$")
 COLUMNS: Final = "endpoint_id, url, description, event_types, enabled, created_at, updated_at"

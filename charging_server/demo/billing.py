@@ -1,7 +1,8 @@
 """The demo's postpaid cycle: erin (postpaid, on credit in the call scenarios) is put on a
 bill plan, the demo's clock moves past the end of the period (no real days pass), and the
 billing job makes the invoice: consolidated usage, fees, a DID, a one-time charge, tax; a
-review window; the number; the PDF; the webhook to a local accounting receiver."""
+review window; the number; the PDF; the webhook to a local accounting receiver; payments
+allocated to the invoice (the rest to account credit), a credit note, the aging report."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from billing import aging, credit_notes, payments, receivables
 from billing.amounts import format_minor
 from billing.clock import MovableClock
+from billing.crediting import CreditAsk
 from billing.documents.pdf import PdfRenderer
 from billing.enrollment import Enrollment, enroll
 from billing.invoice_document import load
 from billing.jobs import BillingJobs
+from billing.payments import PaymentIn
 from billing.preview import preview
 from billing.secrets import ENV, Secrets, generate_key
 from billing.webhooks import endpoints
@@ -119,4 +123,39 @@ async def play_billing(engine: Engine, data_dir: Path) -> None:
                   f" webhook-id {msg_id}, invoice {body['data']['invoice']['number']}")
         if rx.rejected:
             print(f"  {rx.rejected} webhook(s) failed verification")
+    await _payments(engine, inv["invoice_id"], inv["amount_due"], clock.now())
+
+
+async def _payments(engine: Engine, invoice_id: str, due: int, at: datetime) -> None:
+    """A partial bank transfer, then a card payment of the rest and a little more (credit);
+    the bank transfer sent again under its Idempotency-Key records nothing more."""
+    first = PaymentIn(ACCOUNT, "bank_transfer", 10_000, CUR, at.date(), "BT-2027-0001")
+    rest = PaymentIn(ACCOUNT, "card", due - 10_000 + 500, CUR, at.date(), "card *4242")
+    for p, key in ((first, "demo-bt-1"), (first, "demo-bt-1"), (rest, "demo-card-1")):
+        async with engine.pool.acquire() as conn, conn.transaction():
+            paid, new = await payments.record(conn, TENANT, p, idempotency_key=key, at=at)
+        status = await engine.pool.fetchval("SELECT status FROM invoices WHERE invoice_id = $1",
+                                            invoice_id)  # fmt: skip
+        if not new:
+            print(f"  the same payment sent again (Idempotency-Key {key}): {paid.payment_id}"
+                  " answered, nothing recorded twice")
+            continue
+        print(f"  payment {format_minor(p.amount, CUR)} {CUR} by {p.method}:"
+              f" {format_minor(paid.amount - paid.credited, CUR)} {CUR} to the invoice,"
+              f" now {status}"
+              + (f"; {format_minor(paid.credited, CUR)} {CUR} to account credit"
+                 if paid.credited else ""))  # fmt: skip
+    fee = await engine.pool.fetchval("SELECT position FROM invoice_lines WHERE invoice_id = $1"
+                                     " AND kind = 'recurring' ORDER BY position LIMIT 1",
+                                     invoice_id)  # fmt: skip
+    async with engine.pool.acquire() as conn, conn.transaction():
+        note, _ = await credit_notes.issue(
+            conn, TENANT, invoice_id, (CreditAsk(fee, 500, "one day of outage"),),
+            settle="credit", idempotency_key="demo-cn-1", today=at.date(), at=at)  # fmt: skip
+        rows, _ = aging.age(await receivables.as_of(conn, TENANT, at.date()), at.date())
+    print(f"  credit note {note.number}: {format_minor(note.total, CUR)} {CUR} (5.00 {CUR} of the"
+          f" plan fee + tax, 'one day of outage'), the invoice being paid: to account credit")
+    open_total = sum(r.outstanding for r in rows if r.currency == CUR)
+    print(f"  aging on {at.date()}: {format_minor(open_total, CUR)} {CUR} outstanding in"
+          f" {len(rows)} account(s)")
 

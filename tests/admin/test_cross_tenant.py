@@ -75,6 +75,12 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/tenants/{tenant_id}/invoices/{invoice_id}/void"): {"reason": "x"},
     ("POST", "/v1/tenants/{tenant_id}/webhook-endpoints"): {"url": "https://x.example/h"},
     ("PATCH", "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}"): {"enabled": False},
+    ("POST", "/v1/tenants/{tenant_id}/accounts/{account_id}/payments"):
+        {"method": "cash", "amount": "1.00", "currency": "EUR"},
+    ("POST", "/v1/tenants/{tenant_id}/payments/{payment_id}/reverse"): {"reason": "x"},
+    ("POST", "/v1/tenants/{tenant_id}/payments/{payment_id}/refund"): {"reason": "x"},
+    ("POST", "/v1/tenants/{tenant_id}/invoices/{invoice_id}/credit-notes"):
+        {"lines": [{"position": 1, "amount": "0.10", "reason": "x"}]},
 }
 # Query strings some routes need to get past validation.
 QUERIES: dict[tuple[str, str], str] = {
@@ -83,7 +89,8 @@ QUERIES: dict[tuple[str, str], str] = {
 }
 # The path parameters that name one of B's objects (checked on A's own tenant too).
 FOREIGN = ("account_id", "key_id", "rate_id", "alert_id", "bill_plan_id", "tax_code",
-           "discount_id", "did_number", "charge_id", "invoice_id", "endpoint_id", "delivery_id")
+           "discount_id", "did_number", "charge_id", "invoice_id", "endpoint_id", "delivery_id",
+           "payment_id", "credit_note_id")
 # Routes not under a tenant: what a tenant key gets there.
 UNSCOPED = {
     ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/v1/me"),
@@ -136,7 +143,9 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                  "/v1/tenants/zeta/discounts", "/v1/tenants/zeta/dids",
                  "/v1/tenants/zeta/accounts/b1/charges", "/v1/tenants/zeta/billing-settings",
                  "/v1/tenants/zeta/invoices", "/v1/tenants/zeta/webhook-endpoints",
-                 "/v1/tenants/zeta/accounts/b1/billing"):
+                 "/v1/tenants/zeta/accounts/b1/billing", "/v1/tenants/zeta/payments",
+                 "/v1/tenants/zeta/accounts/b1/receivables", "/v1/tenants/zeta/credit-notes",
+                 "/v1/tenants/zeta/reports/aging"):
         r = await b.get(path)
         assert r.status_code == 200, (path, r.text)
         out[path] = r.json()
@@ -147,7 +156,8 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                   "api_keys", "pbx_keys", "audit_log", "account_status_history",
                   "bill_plans", "tax_labels", "discounts", "dids", "one_time_charges",
                   "billing_settings", "billing_accounts", "invoices", "webhook_endpoints",
-                  "webhook_deliveries", "webhook_events", "account_plan_history"):
+                  "webhook_deliveries", "webhook_events", "account_plan_history", "payments",
+                  "payment_allocations", "credit_notes"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
@@ -197,9 +207,20 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
     assert r.status_code == 201, r.text
     endpoint_id = r.json()["endpoint_id"]
     invoice_id, delivery_id = await _b_invoice(pool)
-    return {"bill_plan_id": "bp_z", "tax_code": "VAT_Z", "discount_id": "d_z",
-            "did_number": "4930000001", "charge_id": charge_id, "invoice_id": invoice_id,
-            "endpoint_id": endpoint_id, "delivery_id": str(delivery_id)}
+    r = await b.post(z + "/accounts/b1/payments", headers={"Idempotency-Key": "zeta-pay-1"},
+                     json={"method": "cheque", "amount": "2.00", "currency": "EUR"})
+    assert r.status_code == 201, r.text
+    payment_id = r.json()["payment_id"]
+    r = await b.post(z + f"/invoices/{invoice_id}/finalize")
+    assert r.status_code == 200, r.text
+    r = await b.post(z + f"/invoices/{invoice_id}/credit-notes",
+                     headers={"Idempotency-Key": "zeta-cn-1"},
+                     json={"lines": [{"position": 1, "amount": "0.50", "reason": "goodwill"}]})
+    assert r.status_code == 201, r.text
+    return {"payment_id": payment_id, "credit_note_id": r.json()["credit_note_id"],
+            "bill_plan_id": "bp_z", "tax_code": "VAT_Z",
+            "discount_id": "d_z", "did_number": "4930000001", "charge_id": charge_id,
+            "invoice_id": invoice_id, "endpoint_id": endpoint_id, "delivery_id": str(delivery_id)}
 
 
 async def _b_invoice(pool: asyncpg.Pool) -> tuple[str, int]:

@@ -115,8 +115,15 @@ class Harness:
         ):
             r = await c.post(t + path, json=body)
             assert r.status_code == 201, (path, r.text)
+        charge_id = r.json()["charge_id"]
+        r = await c.post(t + "/accounts/a1/billing", json={"plan_id": "gold"})
+        assert r.status_code == 201, r.text
+        r = await c.post(t + "/accounts/a1/payments", headers={"Idempotency-Key": "seed-pay"},
+                         json={"method": "cash", "amount": "5.00", "currency": "USD"})
+        assert r.status_code == 201, r.text
         self.ids = {"bill_plan_id": "gold", "tax_code": "VAT", "discount_id": "d1",
-                    "did_number": "4420000001", "charge_id": r.json()["charge_id"]}
+                    "did_number": "4420000001", "charge_id": charge_id,
+                    "payment_id": r.json()["payment_id"]}
 
 
 def _run(case: Any, headers: dict[str, str]) -> None:
