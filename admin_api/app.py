@@ -22,6 +22,7 @@ from admin_api.billing import (
     charges_routes,
     credit_notes_routes,
     dids_routes,
+    dunning_routes,
     exports_routes,
     invoices_routes,
     payments_routes,
@@ -49,7 +50,7 @@ ROUTERS: Final = (
     catalog_routes.router, dids_routes.router, charges_routes.router, settings_routes.router,
     accounts_billing_routes.router, invoices_routes.router, webhooks_routes.router,
     exports_routes.router, payments_routes.router, reports_routes.router,
-    credit_notes_routes.router,
+    credit_notes_routes.router, dunning_routes.router,
 )
 
 

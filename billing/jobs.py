@@ -1,5 +1,6 @@
 """The billing job: one tick bills due periods, finalizes drafts whose review closed, gives
-postpaid balances their invoiced usage back, issues top-up receipts and delivers webhooks.
+postpaid balances their invoiced usage back, issues top-up receipts, moves overdue accounts on
+their suspension ladder and delivers webhooks.
 
 Every step is idempotent and safe to run in several processes at once (row locks with SKIP
 LOCKED, unique keys), so ticking twice, or in two processes, or after a crash, never bills
@@ -15,11 +16,13 @@ from typing import Any, Protocol
 import asyncpg
 
 from billing.clock import Clock, SystemClock
+from billing.dunning_run import evaluate_due
 from billing.invoice_run import InvoiceRun, RunStats
 from billing.kind_switch import KindSwitches
 from billing.lifecycle import finalize_due
 from billing.receipts import issue_receipts
 from billing.usage_credit import credit_pending
+from charging_engine.accounts.changes import AccountChanges
 from charging_engine.balance.store import BalanceStore
 
 log = logging.getLogger("billing.jobs")
@@ -37,13 +40,14 @@ class Tick:
     receipts: int = 0
     delivered: int = 0
     switched: int = 0
+    dunning: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
             "accounts": self.run.accounts, "invoices": self.run.invoices,
             "calls": self.run.calls, "finalized": self.finalized, "credited": self.credited,
             "receipts": self.receipts, "webhooks": self.delivered,
-            "switched": self.switched,
+            "switched": self.switched, "dunning": self.dunning,
         }
 
 
@@ -51,13 +55,16 @@ class BillingJobs:
     def __init__(
         self, pool: asyncpg.Pool, store: BalanceStore, *, clock: Clock | None = None,
         deliverer: Deliverer | None = None, switches: KindSwitches | None = None,
-        batch_size: int = 500,
+        batch_size: int = 500, accounts: AccountChanges | None = None,
     ) -> None:
+        """``accounts``: the engine's account use case, for the suspension ladder's statuses
+        (without it the ladder is not evaluated on the schedule)."""
         self.pool = pool
         self.store = store
         self.clock = clock or SystemClock()
         self.deliverer = deliverer
         self.switches = switches
+        self.accounts = accounts
         self.run = InvoiceRun(pool, clock=self.clock, batch_size=batch_size)
 
     async def tick(self) -> Tick:
@@ -71,8 +78,10 @@ class BillingJobs:
         if self.switches is not None:  # switches to prepaid follow their final invoice
             t.switched += await self.switches.apply_due(now)
         t.receipts = await issue_receipts(self.pool, now)
+        if self.accounts is not None:  # after finalization: new invoices count at once
+            t.dunning = await evaluate_due(self.pool, self.accounts, at=now)
         if self.deliverer is not None:
             t.delivered = await self.deliverer.run_once()
-        if t.run.invoices or t.finalized or t.receipts:
+        if t.run.invoices or t.finalized or t.receipts or t.dunning:
             log.info("billing tick: %s", t.summary())
         return t

@@ -42,7 +42,8 @@ async def cmd_bill(settings: Settings, args: argparse.Namespace) -> int:
     async with open_engine(settings, migrations=PACKAGES) as engine:
         sender = dispatcher(engine, clock)
         jobs = BillingJobs(engine.pool, engine.store, clock=clock, batch_size=args.batch,
-                           deliverer=sender, switches=switches(engine))
+                           deliverer=sender, switches=switches(engine),
+                           accounts=account_changes(engine))
         try:
             tick = await jobs.tick()
         finally:
@@ -59,13 +60,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     b.add_argument("--batch", type=int, default=500, help="accounts per transaction")
 
 
-def switches(engine: Engine) -> KindSwitches:
+def account_changes(engine: Engine) -> AccountChanges:
     async def refreshed() -> None:
         await engine.refresh_catalog()
 
-    accounts = AccountChanges(engine.pool, engine.store, clock=engine.service.clock,
-                              on_catalog_change=refreshed)
-    return KindSwitches(engine.pool, engine.store, accounts)
+    return AccountChanges(engine.pool, engine.store, clock=engine.service.clock,
+                          on_catalog_change=refreshed)
+
+
+def switches(engine: Engine) -> KindSwitches:
+    return KindSwitches(engine.pool, engine.store, account_changes(engine))
 
 
 def dispatcher(engine: Engine, clock: Clock) -> Dispatcher | None:
@@ -89,7 +93,8 @@ def install_billing(engine: Engine) -> None:
         engine.background.append(sender.run)
     if cron == "off":
         return
-    jobs = BillingJobs(engine.pool, engine.store, clock=clock, switches=switches(engine))
+    jobs = BillingJobs(engine.pool, engine.store, clock=clock, switches=switches(engine),
+                       accounts=account_changes(engine))
     dsn = engine.settings.database_url
 
     async def scheduled(stop: asyncio.Event) -> None:

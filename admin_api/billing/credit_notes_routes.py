@@ -15,6 +15,7 @@ from admin_api import pagination
 from admin_api.audit import record_change
 from admin_api.auth import BILLING_ADMINS, BILLING_READERS, Scope, allow
 from admin_api.billing.catalog_views import dump, minor_in
+from admin_api.billing.dunning_routes import reevaluate
 from admin_api.billing.invoices_routes import INVOICE, InvoicePath, pdf_renderer
 from admin_api.billing.payments_routes import RequiredKey
 from admin_api.billing.schemas import Label, MoneyIn
@@ -130,6 +131,8 @@ async def issue_credit_note(
             await record_change(conn, scope.caller, scope.tenant_id, "credit_note.issue",
                                 f"invoice:{invoice_id}:credit_note:{n.credit_note_id}", None,
                                 dump(out))  # fmt: skip
+    if created:
+        await reevaluate(ctx, scope.tenant_id, n.account_id)
     response.status_code = 201 if created else 200
     return out
 

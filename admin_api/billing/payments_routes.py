@@ -12,6 +12,7 @@ from admin_api import pagination
 from admin_api.audit import record_change
 from admin_api.auth import BILLING_ADMINS, BILLING_READERS, Scope, allow
 from admin_api.billing.catalog_views import dump, minor_in
+from admin_api.billing.dunning_routes import reevaluate
 from admin_api.billing.payments_schemas import (
     AllocationOut,
     OpenInvoiceOut,
@@ -87,6 +88,8 @@ async def record_payment(
             await record_change(conn, scope.caller, scope.tenant_id, "payment.record",
                                 f"account:{account_id}:payment:{payment.payment_id}", None,
                                 dump(out))  # fmt: skip
+    if created:
+        await reevaluate(ctx, scope.tenant_id, account_id)
     response.status_code = 201 if created else 200
     return out
 
@@ -145,6 +148,7 @@ async def _undo(ctx: Ctx, scope: Scope, payment_id: str, body: PaymentUndo,
                             "payment.refund" if refund else "payment.reverse",
                             f"account:{after.account_id}:payment:{payment_id}", dump(before),
                             dump(after))  # fmt: skip
+    await reevaluate(ctx, scope.tenant_id, after.account_id)
     return after
 
 

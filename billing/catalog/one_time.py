@@ -28,7 +28,7 @@ from billing.errors import (
 
 __all__ = ["KINDS", "Charge", "ChargeKind", "ChargeSpec", "add", "delete", "get", "page"]
 
-ChargeKind = Literal["setup", "equipment", "manual"]
+ChargeKind = Literal["setup", "equipment", "manual", "late_fee", "cancellation"]
 KINDS: Final = get_args(ChargeKind)
 MAX_QUANTITY: Final = Decimal("999999999.999")  # numeric(12, 3)
 MAX_DESCRIPTION: Final = 200

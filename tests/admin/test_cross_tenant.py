@@ -81,6 +81,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/tenants/{tenant_id}/payments/{payment_id}/refund"): {"reason": "x"},
     ("POST", "/v1/tenants/{tenant_id}/invoices/{invoice_id}/credit-notes"):
         {"lines": [{"position": 1, "amount": "0.10", "reason": "x"}]},
+    ("PUT", "/v1/tenants/{tenant_id}/dunning-ladder"):
+        {"steps": [{"name": "taken", "min_days": 1, "status": "suspended"}]},
 }
 # Query strings some routes need to get past validation.
 QUERIES: dict[tuple[str, str], str] = {
@@ -157,7 +159,8 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                   "bill_plans", "tax_labels", "discounts", "dids", "one_time_charges",
                   "billing_settings", "billing_accounts", "invoices", "webhook_endpoints",
                   "webhook_deliveries", "webhook_events", "account_plan_history", "payments",
-                  "payment_allocations", "credit_notes"):
+                  "payment_allocations", "credit_notes", "dunning_ladders", "account_dunning",
+                  "dunning_entries"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
@@ -211,6 +214,8 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
                      json={"method": "cheque", "amount": "2.00", "currency": "EUR"})
     assert r.status_code == 201, r.text
     payment_id = r.json()["payment_id"]
+    r = await b.put(z + "/dunning-ladder", json={"steps": [{"name": "z", "min_days": 3}]})
+    assert r.status_code == 200, r.text
     r = await b.post(z + f"/invoices/{invoice_id}/finalize")
     assert r.status_code == 200, r.text
     r = await b.post(z + f"/invoices/{invoice_id}/credit-notes",

@@ -125,3 +125,44 @@ async def test_credit_note_through_the_api(api: Api, finance_world: World) -> No
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
     text = "".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(r.content)).pages)
     assert "Credit note" in text and cn["number"] in text and detail["number"] in text
+
+
+async def test_ladder_suspends_and_a_payment_restores_at_once(
+    api: Api, finance_world: World
+) -> None:
+    world = finance_world
+    await billed(api, world)  # p1 enrolled on a bill plan
+    fin, admin = world.a.clients["finance"], world.a.admin
+    pool = api.engine.pool
+    due = date.today() - timedelta(days=20)
+    await pool.execute(
+        "INSERT INTO invoices (invoice_id, tenant_id, account_id, currency, status, number,"
+        " number_seq, issued_on, due_on, subtotal, total, amount_due) VALUES ($1, 'acme', 'p1',"
+        " 'USD', 'finalized', 'OLD-1', 900, $2, $3, 4000, 4000, 4000)",
+        "inv_" + "0" * 31 + "1", due - timedelta(days=14), due,
+    )
+    ladder = {"steps": [{"name": "reminder", "min_days": 1},
+                        {"name": "outgoing", "min_days": 15, "status": "outgoing_suspended",
+                         "late_fee": {"fixed": 250}}]}  # fmt: skip
+    problem(await fin.put(f"{T}/dunning-ladder", json={"steps": [
+        {"name": "a", "min_days": 9}, {"name": "b", "min_days": 2}]}), 422)  # fmt: skip
+    r = await fin.put(f"{T}/dunning-ladder", json=ladder)
+    assert r.status_code == 200, r.text
+    assert (await fin.get(f"{T}/dunning-ladder")).json()["steps"][1]["late_fee"]["fixed"] == 250
+    r = await fin.post(f"{T}/accounts/p1/dunning/resume")  # evaluates now
+    assert r.status_code == 200, r.text
+    assert r.json()["step"] == "outgoing"
+    assert [e["step"] for e in r.json()["entries"]] == ["outgoing"]
+    assert (await admin.get(f"{T}/accounts/p1")).json()["status"] == "outgoing_suspended"
+    state = await api.engine.store.state("acme", "p1")
+    assert state is not None and state.status == "outgoing_suspended"
+    r = await fin.post(f"{T}/accounts/p1/payments", headers={"Idempotency-Key": "ladder-pay"},
+                       json={"method": "cash", "amount": "40.00", "currency": "USD"})
+    assert r.status_code == 201, r.text
+    # the payment's response comes after the ladder moved: service is back already
+    assert (await admin.get(f"{T}/accounts/p1")).json()["status"] == "active"
+    state = await api.engine.store.state("acme", "p1")
+    assert state is not None and state.status == "active"
+    assert (await fin.get(f"{T}/accounts/p1/dunning")).json()["step"] is None
+    charges = (await fin.get(f"{T}/accounts/p1/charges")).json()["items"]
+    assert [(c["kind"], c["amount"]) for c in charges] == [("late_fee", "2.50")]
