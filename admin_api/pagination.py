@@ -48,6 +48,16 @@ def decode(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
         raise ApiProblem(422, INVALID_CURSOR, "cursor is not one this API returned") from None
 
 
+def created_key(cursor: str | None) -> tuple[datetime, str] | None:
+    """A (created_at, id) cursor, every part required, or 422."""
+    after = decode(cursor, datetime, str)
+    if after is None:
+        return None
+    if after[0] is None or after[1] is None:
+        raise ApiProblem(422, INVALID_CURSOR, "cursor is not one this API returned")
+    return after[0], after[1]
+
+
 def page(rows: list[T], limit: int) -> tuple[list[T], bool]:
     """Rows fetched with ``limit + 1``: (the page, whether more follow)."""
     return rows[:limit], len(rows) > limit

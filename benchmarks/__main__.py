@@ -5,6 +5,7 @@
     python -m benchmarks asterisk        # AMI events/s, FastAGI authorizations/s and latency
     python -m benchmarks invoicing       # the invoice run: 100k postpaid accounts, 10M calls
     python -m benchmarks documents       # invoice PDFs rendered per second
+    python -m benchmarks dunning         # the suspension ladder over 100k accounts; payments/s
     python -m benchmarks load --users 50 --run-time 30s   # locust load test with a report
 """
 
@@ -13,7 +14,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from benchmarks import asterisk, documents, invoicing, lifecycle, rating, settlement, sql_debit
+from benchmarks import (
+    asterisk,
+    documents,
+    dunning,
+    invoicing,
+    lifecycle,
+    rating,
+    settlement,
+    sql_debit,
+)
 
 
 def _lifecycle(a: argparse.Namespace) -> str:
@@ -40,6 +50,10 @@ def _documents(a: argparse.Namespace) -> str:
     return documents.report(documents.run(a.seconds))
 
 
+def _dunning(a: argparse.Namespace) -> str:
+    return dunning.report(dunning.run(a.accounts))
+
+
 def _invoicing(a: argparse.Namespace) -> str:
     return invoicing.report(invoicing.run(a.accounts, a.calls))
 
@@ -52,6 +66,7 @@ MICRO: dict[str, Callable[[argparse.Namespace], str]] = {
     "asterisk": _asterisk,
     "documents": _documents,
     "invoicing": _invoicing,
+    "dunning": _dunning,
 }
 
 

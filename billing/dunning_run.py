@@ -13,12 +13,12 @@ alone until the admin hands the account back (``resume``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -188,30 +188,69 @@ def _charge_id(tenant_id: str, account_id: str, episode: int, step: int) -> str:
     return "chg_dun" + hashlib.sha256(key).hexdigest()[:30]
 
 
-async def evaluate_due(pool: Any, accounts: AccountChanges, *, at: datetime) -> int:
-    """The time-based pass (each billing tick): every account with a ladder that owes
-    something past due or is on a step, on its tenant's day; -> accounts that moved."""
-    rows = await pool.fetch(
-        "SELECT b.tenant_id, b.account_id, t.timezone FROM billing_accounts b JOIN tenants t"
-        " USING (tenant_id) LEFT JOIN account_dunning d USING (tenant_id, account_id)"
-        " WHERE EXISTS (SELECT 1 FROM dunning_ladders l WHERE l.tenant_id = b.tenant_id"
-        " AND l.plan_id IN (b.plan_id, '')) AND (d.step IS NOT NULL OR EXISTS (SELECT 1"
-        " FROM invoice_open o WHERE o.tenant_id = b.tenant_id AND o.account_id = b.account_id"
-        " AND o.open > 0 AND COALESCE(o.due_on, o.issued_on) < (($1::timestamptz) AT TIME ZONE"
-        " t.timezone)::date)) ORDER BY 1, 2", at)  # fmt: skip
-    moved = 0
-    for r in rows:
-        today = at.astimezone(ZoneInfo(r["timezone"])).date()
-        async with pool.acquire() as conn:
+CANDIDATES_SQL: Final = """
+WITH c AS (
+    SELECT b.tenant_id, b.account_id, t.timezone, l.steps, d.step,
+           ((($1::timestamptz) AT TIME ZONE t.timezone)::date) AS today
+    FROM billing_accounts b
+    JOIN tenants t USING (tenant_id)
+    JOIN LATERAL (SELECT steps FROM dunning_ladders l WHERE l.tenant_id = b.tenant_id
+                  AND l.plan_id IN (b.plan_id, '') ORDER BY l.plan_id DESC LIMIT 1) l ON true
+    LEFT JOIN account_dunning d USING (tenant_id, account_id)
+)
+SELECT c.*, o.oldest, COALESCE(o.amount, 0)::bigint AS amount, COALESCE(o.invoices, 0) AS n,
+       a.status, h.changed_by AS last_by
+FROM c
+JOIN accounts a USING (tenant_id, account_id)
+LEFT JOIN LATERAL (
+    SELECT min(COALESCE(due_on, issued_on)) AS oldest, sum(open) AS amount,
+           count(*)::int AS invoices
+    FROM invoice_open x WHERE x.tenant_id = c.tenant_id AND x.account_id = c.account_id
+      AND x.open > 0 AND COALESCE(x.due_on, x.issued_on) < c.today) o ON true
+LEFT JOIN LATERAL (
+    SELECT changed_by FROM account_status_history s WHERE s.tenant_id = c.tenant_id
+      AND s.account_id = c.account_id ORDER BY s.id DESC LIMIT 1) h ON true
+WHERE c.step IS NOT NULL OR o.oldest IS NOT NULL
+"""
+
+
+def _needs(ladder: Ladder, r: Any) -> bool:
+    """Whether an account's step or status is not what the ladder wants (a cheap screen; the
+    per-account ``evaluate`` decides, under its lock)."""
+    target = step_for(ladder, Overdue(r["oldest"], r["amount"], r["n"]), r["today"])
+    if target != r["step"]:
+        return True
+    owned = r["last_by"] == ACTOR.key_id or r["status"] == AccountStatus.ACTIVE.value
+    return bool(owned and _wanted(ladder, target).value != r["status"])
+
+
+async def evaluate_due(pool: Any, accounts: AccountChanges, *, at: datetime,
+                       concurrency: int = 8) -> int:  # fmt: skip
+    """The time-based pass (each billing tick). One set-based query screens every account
+    that owes something past due or is on a step; only those whose step or status must change
+    are evaluated, ``concurrency`` at a time (each under its own account's lock).
+    -> accounts that moved."""
+    ladders: dict[str, Ladder] = {}
+    due: list[Any] = []
+    for r in await pool.fetch(CANDIDATES_SQL, at):
+        ladder = ladders.get(r["steps"])
+        if ladder is None:
+            ladder = ladders[r["steps"]] = parse_ladder(orjson.loads(r["steps"]))
+        if _needs(ladder, r):
+            due.append(r)
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(r: Any) -> bool:
+        async with gate, pool.acquire() as conn:
             try:
-                p = await evaluate(conn, accounts, r["tenant_id"], r["account_id"], today=today,
-                                   at=at)  # fmt: skip
+                p = await evaluate(conn, accounts, r["tenant_id"], r["account_id"],
+                                   today=r["today"], at=at)  # fmt: skip
             except Exception:  # one account's trouble never stops the others
                 LOGGER.exception("dunning of %s/%s failed", r["tenant_id"], r["account_id"])
-                continue
-        if p is not None and (p.entered or p.status is not None):
-            moved += 1
-    return moved
+                return False
+        return p is not None and (bool(p.entered) or p.status is not None)
+
+    return sum(await asyncio.gather(*(one(r) for r in due)))
 
 
 async def resume(conn: Conn, accounts: AccountChanges, tenant_id: str, account_id: str,

@@ -142,12 +142,7 @@ async def issue_credit_note(
 async def list_credit_notes(
     ctx: Ctx, scope: Readers, limit: Limit = 50, cursor: Cursor = None
 ) -> CreditNotePage:
-    after = pagination.decode(cursor, datetime, str)
-    key = None
-    if after is not None:
-        if after[0] is None or after[1] is None:
-            raise ApiProblem(422, pagination.INVALID_CURSOR, "cursor is not one this API returned")
-        key = (after[0], after[1])
+    key = pagination.created_key(cursor)
     rows = await credit_notes.page(ctx.pool, scope.tenant_id, None, key, limit + 1)
     items, more = pagination.page(rows, limit)
     return CreditNotePage(

@@ -3,7 +3,6 @@ refund; an account's receivables (its open invoices and credit)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
@@ -24,7 +23,7 @@ from admin_api.billing.payments_schemas import (
     ReceivablesOut,
 )
 from admin_api.context import Ctx
-from admin_api.problems import ApiProblem, responses
+from admin_api.problems import responses
 from admin_api.schemas import AccountPath, Cursor, Limit
 from billing import payments
 from billing.amounts import format_minor
@@ -94,18 +93,10 @@ async def record_payment(
     return out
 
 
-def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    after = pagination.decode(cursor, datetime, str)
-    if after is None:
-        return None
-    if after[0] is None or after[1] is None:
-        raise ApiProblem(422, pagination.INVALID_CURSOR, "cursor is not one this API returned")
-    return after[0], after[1]
-
-
 async def _page(ctx: Ctx, tenant_id: str, account_id: str | None, limit: int,
                 cursor: str | None) -> PaymentPage:  # fmt: skip
-    rows = await payments.page(ctx.pool, tenant_id, account_id, _cursor(cursor), limit + 1)
+    key = pagination.created_key(cursor)
+    rows = await payments.page(ctx.pool, tenant_id, account_id, key, limit + 1)
     items, more = pagination.page(rows, limit)
     return PaymentPage(
         items=[payment_out(p) for p in items],

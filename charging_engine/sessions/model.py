@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
+from charging_engine.account_status import AccountStatus
+
 
 class Reason(StrEnum):
     """Machine-readable outcome of a charging request."""
@@ -13,6 +15,7 @@ class Reason(StrEnum):
     OK = "ok"
     INSUFFICIENT_FUNDS = "insufficient_funds"
     ACCOUNT_SUSPENDED = "account_suspended"
+    OUTGOING_SUSPENDED = "outgoing_suspended"  # outgoing calls barred (dunning), inbound kept
     UNKNOWN_ACCOUNT = "unknown_account"
     UNKNOWN_TENANT = "unknown_tenant"
     NO_RATE = "no_rate"
@@ -21,6 +24,13 @@ class Reason(StrEnum):
     UNKNOWN_CALL = "unknown_call"
     DUPLICATE = "duplicate"
     MAX_CALL_DURATION = "max_call_duration"  # the longest call allowed is reached, not the money
+
+
+def refusal_for(status: AccountStatus) -> Reason:
+    """The reason a call is refused for ``status``: outgoing barring has its own."""
+    if status is AccountStatus.OUTGOING_SUSPENDED:
+        return Reason.OUTGOING_SUSPENDED
+    return Reason.ACCOUNT_SUSPENDED
 
 
 class InvalidRequest(ValueError):

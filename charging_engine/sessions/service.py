@@ -39,6 +39,7 @@ from charging_engine.sessions.model import (
     InvalidRequest,
     NotFound,
     Reason,
+    refusal_for,
 )
 from charging_engine.sessions.policy import ExpiryPolicy, SessionPolicy, wall_ms
 
@@ -178,7 +179,7 @@ class ChargingService:
             return Decision(False, Reason.ALREADY_ENDED, 0, destination=number,
                             detail="this call id has already ended")
         if (status := refused_by(res.status)) is not None:
-            return Decision(False, Reason.ACCOUNT_SUSPENDED, 0, destination=number,
+            return Decision(False, refusal_for(status), 0, destination=number,
                             detail=f"account status is {status.value}")
         return Decision(False, Reason.INSUFFICIENT_FUNDS, 0, destination=number,
                         detail="available funds do not cover the first billing increment")
@@ -249,8 +250,8 @@ class ChargingService:
             reason = Reason.MAX_CALL_DURATION
         elif status in ("ok", "insufficient_funds"):
             reason = Reason.INSUFFICIENT_FUNDS
-        elif refused_by(status) is not None:
-            reason = Reason.ACCOUNT_SUSPENDED
+        elif (barred := refused_by(status)) is not None:
+            reason = refusal_for(barred)
         else:
             reason = Reason.UNKNOWN_CALL  # not_found: the reservation is gone
         return Extension(False, reason, total_granted, left)

@@ -10,10 +10,11 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import asyncpg
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import credit_notes, inputs_codec
+from billing import credit_notes, inputs_codec, payments, receivables
+from billing.aging import age
 from billing.composition import Charge, InvoiceInputs, LineKind, compose
 from billing.crediting import Creditable, CreditAsk, CreditError, compute
 from billing.discounts import Discount, DiscountKind, DiscountScope
@@ -150,3 +151,72 @@ def test_figures_against_a_decimal_model(specs: list[tuple[int, int]], data: st.
     assert f.subtotal == sum(a.amount for a in asks)
     assert f.tax_total == sum(tax(a.amount) for a in asks) == sum(t.amount for t in f.taxes)
     assert [x.tax for x in f.lines] == [tax(a.amount) for a in asks]
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(("pay", "undo", "credit", "refund")),
+                          st.integers(1, 40_000), st.integers(0, 7)),
+                min_size=1, max_size=10))  # fmt: skip
+async def test_the_books_balance_with_payments_undos_and_credit_notes(
+    pool: asyncpg.Pool, ops: list[tuple[str, int, int]]
+) -> None:
+    """Any mix: open = due - live allocations - credit notes applied, never negative; each
+    recorded payment's live allocations + credit = its amount; a note's parts add up to its
+    total and an invoice is never credited beyond its total; the account credit is what the
+    payments and notes left; the aging buckets sum to the open receivables."""
+    for table in ("credit_note_taxes", "credit_note_lines", "credit_notes",
+                  "payment_allocations", "payments", "webhook_events"):  # fmt: skip
+        await pool.execute(f"TRUNCATE {table} CASCADE")
+    await pool.execute("DELETE FROM invoices")
+    if not await pool.fetchval("SELECT 1 FROM tenants WHERE tenant_id = 't1'"):
+        await world(pool)
+    await pool.execute("UPDATE billing_accounts SET credit_balance = 0")
+    invoices = [await composed_invoice(pool) for _ in range(2)]
+    lines = [(inv, r["position"]) for inv in invoices for r in await pool.fetch(
+        "SELECT position FROM invoice_lines WHERE invoice_id = $1 AND amount > 0"
+        " ORDER BY position", inv)]  # fmt: skip
+    first, _ = await pay(pool, 20_000, "k-first")  # one invoice paid, the other in part
+    recorded: list[str] = [first.payment_id]
+    for n, (op, amount, pick) in enumerate(ops):
+        try:
+            if op == "pay":
+                p, _ = await pay(pool, amount, f"k{n}")
+                recorded.append(p.payment_id)
+            elif op == "undo" and recorded:
+                async with pool.acquire() as conn, conn.transaction():
+                    await payments.undo(conn, "t1", recorded.pop(pick % len(recorded)),
+                                        refund=bool(pick % 2), reason="x", at=AT)  # fmt: skip
+            elif op in ("credit", "refund"):
+                inv, position = lines[pick % len(lines)]
+                part = 1 + amount % 6_000  # most fit what a line has left
+                await note(pool, inv, [(position, part)], f"n{n}", settle=op)  # type: ignore[arg-type]
+        except InvalidBillingInput:
+            pass  # more than is creditable: refused, nothing written
+    open_total = 0
+    for inv in await pool.fetch("SELECT * FROM invoice_open"):
+        assert inv["open"] >= 0
+        assert inv["open"] == inv["amount_due"] - inv["allocated"] - inv["credited"]
+        open_total += inv["open"]
+    expected_credit = 0
+    for p in await pool.fetch("SELECT payment_id FROM payments"):
+        got = await payments.get(pool, "t1", p["payment_id"])
+        live = sum(a for _, a, is_live in got.allocations if is_live)
+        if got.status == "recorded":
+            assert live + got.credited == got.amount
+            expected_credit += got.credited
+        else:
+            assert live == 0 and got.shortfall == 0  # nothing consumed credit here
+    for inv in invoices:
+        notes = await credit_notes.page(pool, "t1", inv, None, 100)
+        total = await pool.fetchval("SELECT total FROM invoices WHERE invoice_id = $1", inv)
+        assert sum(cn.total for cn in notes) <= total
+        for cn in notes:
+            assert cn.applied + cn.to_credit + cn.refunded == cn.total
+            expected_credit += cn.to_credit
+    assert await credit(pool) == expected_credit
+    async with pool.acquire() as conn:
+        _, totals = age(await receivables.as_of(conn, "t1", date(2026, 12, 31)),
+                        date(2026, 12, 31))  # fmt: skip
+    assert sum(t.outstanding for t in totals) == open_total
+    assert all(sum(t.buckets) == t.outstanding for t in totals)

@@ -209,3 +209,19 @@ def test_ladders_are_validated(steps: list[dict[str, object]], message: str) -> 
 
 def test_ladders_round_trip() -> None:
     assert parse_ladder(ladder_doc(LADDER)) == LADDER
+
+
+async def test_the_scheduled_pass_moves_only_who_must_move(
+    pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    accounts, store = await setup(pool, redis)
+    await overdue_invoice(pool, 10_000)
+    at = datetime.combine(DUE + timedelta(days=16), datetime.min.time(), UTC)
+    assert await dunning_run.evaluate_due(pool, accounts, at=at) == 1  # entered outgoing
+    assert await redis_status(store) == "outgoing_suspended"
+    assert await dunning_run.evaluate_due(pool, accounts, at=at) == 0  # nothing to do now
+    # the status change lost after the step moved (a crash): the next pass repairs it
+    await accounts.change_status(dunning_run.ACTOR, "t1", "a1", AccountStatus.ACTIVE, "lost")
+    assert await dunning_run.evaluate_due(pool, accounts, at=at) == 1
+    assert await redis_status(store) == "outgoing_suspended"
+    assert await pool.fetchval("SELECT count(*) FROM one_time_charges") == 1
