@@ -1,7 +1,7 @@
 """The suspension ladder (pure): which dunning step an overdue postpaid account is on.
 
 A tenant (or a bill plan) declares ordered steps, mildest first, e.g. reminder -> outgoing
-suspension -> service suspension -> inactivation -> termination. Each has conditions that must
+suspension -> service suspension -> inactivation. Each has conditions that must
 all hold (days since the oldest unpaid due date, open overdue amount at least X, number of
 unpaid overdue invoices) and actions that run once per entry into it (a notice, a late fee on
 the next invoice, an account status). As in Kill Bill's overdue states, the account is on the
@@ -31,8 +31,10 @@ __all__ = [
 ]  # fmt: skip
 
 MAX_STEPS: Final = 10
+# Termination closes an account (its balance settled, a cancellation charge inside the minimum
+# term): not a status a ladder step sets yet.
 SETTABLE: Final = (AccountStatus.OUTGOING_SUSPENDED, AccountStatus.SUSPENDED,
-                   AccountStatus.INACTIVE, AccountStatus.TERMINATED)  # fmt: skip
+                   AccountStatus.INACTIVE)  # fmt: skip
 
 
 class LadderError(ValueError):

@@ -32,7 +32,7 @@ PlanQuery = Annotated[str | None, Query(pattern=ID_PATTERN,
                                         description="A bill plan's own ladder; default: the"
                                         " tenant's")]  # fmt: skip
 StepName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,40}$")]
-Status = Literal["outgoing_suspended", "suspended", "inactive", "terminated"]
+Status = Literal["outgoing_suspended", "suspended", "inactive"]
 
 
 class LateFeeIn(Body):

@@ -197,6 +197,7 @@ def test_late_fee_rounds_half_up_once(amount: int, fixed: int, percent: Decimal)
     ([{"name": "a", "min_days": 5}, {"name": "b", "min_days": 2}], "mildest first"),
     ([{"name": "a", "min_days": 1}, {"name": "a", "min_days": 2}], "unique"),
     ([{"name": "a", "min_days": 1, "status": "active"}], "status must be one of"),
+    ([{"name": "a", "min_days": 1, "status": "terminated"}], "status must be one of"),
     ([{"name": "a", "min_days": 1, "status": "suspended"},
       {"name": "b", "min_days": 2, "status": "outgoing_suspended"}], "only get stricter"),
     ([{"name": "a", "min_days": 1, "late_fee": {"fixed": 0}}], "late fee"),
