@@ -28,13 +28,16 @@ from billing.errors import (
     IdempotencyKeyReused,
     InvalidBillingInput,
 )
-from billing.minor_units import exponent
+from billing.minor_units import exponent, minor_to_micros
 from billing.webhooks.outbox import enqueue
+from charging_engine.accounts.money import MoneyOperations, Operation
+from charging_engine.audit import Actor
 
 __all__ = ["METHODS", "Payment", "PaymentIn", "PaymentUndone", "get", "page", "record", "restate",
            "undo"]
 
 METHODS: Final = ("cash", "cheque", "card", "bank_transfer", "online", "direct_debit")
+TOPUP_METHODS: Final = ("cash", "cheque", "card", "bank_transfer", "online")  # the engine's
 MAX_REFERENCE: Final = 200
 
 
@@ -71,6 +74,7 @@ class Payment:
     shortfall: int
     undo_reason: str | None
     created_at: datetime
+    topup_key: str | None = None  # a prepaid account's payment: the balance top-up's key
 
 
 def payment_id_for(tenant_id: str, idempotency_key: str) -> str:
@@ -100,8 +104,13 @@ def _validate(p: PaymentIn) -> None:
 
 
 async def record(conn: Conn, tenant_id: str, p: PaymentIn, *, idempotency_key: str,
-                 at: datetime) -> tuple[Payment, bool]:  # fmt: skip
-    """Record and allocate ``p`` (call inside a transaction); -> (payment, whether new)."""
+                 at: datetime, money: MoneyOperations | None = None,
+                 ) -> tuple[Payment, bool]:  # fmt: skip
+    """Record and allocate ``p`` (call inside a transaction); -> (payment, whether new).
+
+    An account without billing (prepaid) has nothing to allocate to: the payment tops its
+    balance up through ``money`` (the engine's use case; its receipt follows as for any
+    top-up)."""
     _validate(p)
     payment_id = payment_id_for(tenant_id, idempotency_key)
     digest = _request_hash(p)
@@ -114,7 +123,7 @@ async def record(conn: Conn, tenant_id: str, p: PaymentIn, *, idempotency_key: s
         tenant_id, p.account_id,
     )
     if locked is None:
-        raise InvalidBillingInput(f"account {p.account_id!r} has no billing (no bill plan)")
+        return await _topup(conn, tenant_id, p, payment_id, digest, idempotency_key, at, money)
     found = await conn.fetchval(
         "SELECT request_hash FROM payments WHERE tenant_id = $1 AND idem_key = $2",
         tenant_id, idempotency_key,
@@ -154,6 +163,44 @@ async def record(conn: Conn, tenant_id: str, p: PaymentIn, *, idempotency_key: s
     return payment, True
 
 
+async def _topup(conn: Conn, tenant_id: str, p: PaymentIn, payment_id: str, digest: str,
+                 idempotency_key: str, at: datetime, money: MoneyOperations | None,
+                 ) -> tuple[Payment, bool]:  # fmt: skip
+    """A prepaid account's payment: recorded, and its whole amount credited to the balance
+    under the payment's own key (a retry of either never credits twice)."""
+    kind = await conn.fetchval("SELECT kind FROM accounts WHERE tenant_id = $1"
+                               " AND account_id = $2", tenant_id, p.account_id)  # fmt: skip
+    if kind != "prepaid":
+        raise InvalidBillingInput(f"account {p.account_id!r} has no billing (no bill plan)")
+    if p.allocations is not None:
+        raise InvalidBillingInput("a prepaid account has no invoices to allocate to")
+    if money is None:
+        raise InvalidBillingInput("prepaid payments need the engine's money operations")
+    if p.method not in TOPUP_METHODS:
+        raise InvalidBillingInput(f"a prepaid top-up is paid by {', '.join(TOPUP_METHODS)}")
+    found = await conn.fetchval(
+        "SELECT request_hash FROM payments WHERE tenant_id = $1 AND idem_key = $2",
+        tenant_id, idempotency_key,
+    )
+    if found is not None and found != digest:
+        raise IdempotencyKeyReused()
+    key = f"pay:{payment_id}"
+    if found is None:
+        await _insert(conn, (
+            payment_id, tenant_id, p.account_id, p.method, p.amount, p.currency,
+            p.received_on, p.reference, p.collected_by, idempotency_key, digest, 0, at))
+        await conn.execute("UPDATE payments SET topup_key = $2 WHERE payment_id = $1",
+                           payment_id, key)  # fmt: skip
+    op = Operation.topup(minor_to_micros(p.amount, p.currency), p.method, p.reference or None,
+                         f"payment {payment_id}")  # fmt: skip
+    await money.perform(Actor(p.collected_by or "billing", "finance"), tenant_id, p.account_id,
+                        op, key)  # fmt: skip
+    payment = await get(conn, tenant_id, payment_id)
+    if found is None:
+        await _emit(conn, tenant_id, "payment.recorded", payment, at)
+    return payment, found is None
+
+
 async def _insert(conn: Conn, values: tuple[Any, ...]) -> None:
     try:
         await conn.execute(
@@ -182,9 +229,13 @@ async def undo(conn: Conn, tenant_id: str, payment_id: str, *, refund: bool, rea
         " FOR UPDATE", tenant_id, r["account_id"],
     )
     p = await conn.fetchrow(
-        "SELECT status, credited FROM payments WHERE payment_id = $1 FOR UPDATE", payment_id)
+        "SELECT status, credited, topup_key FROM payments WHERE payment_id = $1 FOR UPDATE",
+        payment_id)
     if p["status"] != "recorded":
         raise PaymentUndone(f"payment {payment_id} is already {p['status']}")
+    if p["topup_key"] is not None:
+        raise PaymentUndone(f"payment {payment_id} topped up a prepaid balance: take it back"
+                            " with a withdrawal")  # fmt: skip
     invoices = await conn.fetch(
         "UPDATE payment_allocations SET reversed_at = $2 WHERE payment_id = $1"
         " AND reversed_at IS NULL RETURNING invoice_id", payment_id, at,
@@ -234,7 +285,7 @@ def _payment(r: Any) -> Payment:
     return Payment(
         r["payment_id"], r["account_id"], r["method"], r["amount"], r["currency"].strip(),
         r["received_on"], r["reference"], r["collected_by"], r["credited"], r["status"],
-        allocs, r["shortfall"], r["undo_reason"], r["created_at"],
+        allocs, r["shortfall"], r["undo_reason"], r["created_at"], r["topup_key"],
     )
 
 
@@ -265,6 +316,7 @@ def payment_data(p: Payment) -> dict[str, Any]:
         "amount": p.amount, "currency": p.currency, "minor_unit_exponent": exponent(p.currency),
         "received_on": p.received_on.isoformat(), "reference": p.reference,
         "status": p.status, "credited": p.credited, "shortfall": p.shortfall,
+        "topped_up": p.topup_key is not None,
         "allocations": [{"invoice_id": inv, "amount": amount, "live": live}
                         for inv, amount, live in p.allocations],
     }  # fmt: skip

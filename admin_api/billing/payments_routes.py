@@ -56,6 +56,7 @@ def payment_out(p: Payment, replayed: bool = False) -> PaymentOut:
                      for inv, amount, live in p.allocations],
         credited=format_minor(p.credited, cur), shortfall=format_minor(p.shortfall, cur),
         undo_reason=p.undo_reason, created_at=p.created_at, replayed=replayed,
+        topped_up=p.topup_key is not None,
     )  # fmt: skip
 
 
@@ -63,7 +64,8 @@ def payment_out(p: Payment, replayed: bool = False) -> PaymentOut:
     ACCOUNT_PAYMENTS, response_model=PaymentOut, status_code=201,
     responses={200: {"model": PaymentOut, "description": "Already recorded under this"
                      " Idempotency-Key"}, **responses(401, 403, 404, 409, 422)},
-    summary="Record a payment and allocate it (oldest due first, or as given)",
+    summary="Record a payment and allocate it (oldest due first, or as given); a prepaid"
+    " account's payment tops its balance up",
 )  # fmt: skip
 async def record_payment(
     ctx: Ctx, scope: Admins, account_id: AccountPath, body: PaymentCreate, response: Response,
@@ -81,7 +83,8 @@ async def record_payment(
             reference=body.reference, collected_by=scope.caller.key_id, allocations=allocations,
         )  # fmt: skip
         payment, created = await payments.record(conn, scope.tenant_id, p,
-                                                 idempotency_key=idempotency_key, at=ctx.now())
+                                                 idempotency_key=idempotency_key, at=ctx.now(),
+                                                 money=ctx.money)  # fmt: skip
         out = payment_out(payment, replayed=not created)
         if created:
             await record_change(conn, scope.caller, scope.tenant_id, "payment.record",

@@ -61,6 +61,7 @@ class PaymentOut(Out):
     shortfall: str = Field(description="Credit already spent when the payment was undone")
     undo_reason: str | None
     created_at: datetime
+    topped_up: bool = Field(False, description="A prepaid account's payment: its balance got it")
     replayed: bool = False
 
 

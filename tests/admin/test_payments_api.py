@@ -166,3 +166,29 @@ async def test_ladder_suspends_and_a_payment_restores_at_once(
     assert (await fin.get(f"{T}/accounts/p1/dunning")).json()["step"] is None
     charges = (await fin.get(f"{T}/accounts/p1/charges")).json()["items"]
     assert [(c["kind"], c["amount"]) for c in charges] == [("late_fee", "2.50")]
+
+
+async def test_a_prepaid_accounts_payment_tops_it_up_once(api: Api, finance_world: World) -> None:
+    fin = finance_world.a.clients["finance"]
+    before = (await api.engine.store.state("acme", "a1"))
+    assert before is not None
+    pay = f"{T}/accounts/a1/payments"
+    body = {"method": "cash", "amount": "12.50", "currency": "USD", "reference": "counter 3"}
+    r = await fin.post(pay, json=body, headers={"Idempotency-Key": "pre-1"})
+    assert r.status_code == 201, r.text
+    assert r.json()["topped_up"] is True and r.json()["allocations"] == []
+    again = await fin.post(pay, json=body, headers={"Idempotency-Key": "pre-1"})
+    assert again.status_code == 200 and again.json()["payment_id"] == r.json()["payment_id"]
+    after = await api.engine.store.state("acme", "a1")
+    assert after is not None and after.balance - before.balance == 12_500_000  # once
+    problem(await fin.post(pay, json={**body, "allocations": [
+        {"invoice_id": "inv_x", "amount": "1.00"}]}, headers={"Idempotency-Key": "pre-2"}),
+        422)  # fmt: skip
+    problem(await fin.post(pay, json={**body, "method": "direct_debit"},
+                           headers={"Idempotency-Key": "pre-3"}), 422)  # fmt: skip
+    problem(await fin.post(f"{T}/payments/{r.json()['payment_id']}/reverse",
+                           json={"reason": "bounced"}), 409)  # fmt: skip
+    ops = await api.engine.pool.fetch("SELECT kind, amount, method FROM money_operations"
+                                      " WHERE account_id = 'a1' AND kind = 'topup'"
+                                      " AND reference = 'counter 3'")  # fmt: skip
+    assert [(o["amount"], o["method"]) for o in ops] == [(12_500_000, "cash")]
