@@ -24,6 +24,7 @@ from admin_api.billing import (
     dids_routes,
     dunning_routes,
     exports_routes,
+    gateways_routes,
     invoices_routes,
     payments_routes,
     reports_routes,
@@ -50,7 +51,7 @@ ROUTERS: Final = (
     catalog_routes.router, dids_routes.router, charges_routes.router, settings_routes.router,
     accounts_billing_routes.router, invoices_routes.router, webhooks_routes.router,
     exports_routes.router, payments_routes.router, reports_routes.router,
-    credit_notes_routes.router, dunning_routes.router,
+    credit_notes_routes.router, dunning_routes.router, gateways_routes.router,
 )
 
 

@@ -81,6 +81,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/tenants/{tenant_id}/payments/{payment_id}/refund"): {"reason": "x"},
     ("POST", "/v1/tenants/{tenant_id}/invoices/{invoice_id}/credit-notes"):
         {"lines": [{"position": 1, "amount": "0.10", "reason": "x"}]},
+    ("PUT", "/v1/tenants/{tenant_id}/gateways/{gateway}"):
+        {"api_key": "sk_test_taken_over", "webhook_secret": "whsec_taken_over"},
+    ("POST", "/v1/tenants/{tenant_id}/invoices/{invoice_id}/pay-link"):
+        {"success_url": "https://a.example/ok", "cancel_url": "https://a.example/no"},
     ("PUT", "/v1/tenants/{tenant_id}/dunning-ladder"):
         {"steps": [{"name": "taken", "min_days": 1, "status": "suspended"}]},
 }
@@ -99,6 +103,7 @@ UNSCOPED = {
     ("GET", "/v1/tenants"), ("POST", "/v1/tenants"), ("GET", "/v1/audit"),
     ("GET", "/v1/platform/keys"), ("POST", "/v1/platform/keys"),
     ("POST", "/v1/platform/keys/{key_id}/rotate"), ("POST", "/v1/platform/keys/{key_id}/revoke"),
+    ("POST", "/v1/gateway-webhooks/{gateway}/{tenant_id}"),  # no key: the gateway's signature
 }
 
 
@@ -160,7 +165,7 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                   "billing_settings", "billing_accounts", "invoices", "webhook_endpoints",
                   "webhook_deliveries", "webhook_events", "account_plan_history", "payments",
                   "payment_allocations", "credit_notes", "dunning_ladders", "account_dunning",
-                  "dunning_entries"):
+                  "dunning_entries", "gateway_accounts", "gateway_events", "pay_links"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
@@ -222,7 +227,11 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
                      headers={"Idempotency-Key": "zeta-cn-1"},
                      json={"lines": [{"position": 1, "amount": "0.50", "reason": "goodwill"}]})
     assert r.status_code == 201, r.text
-    return {"payment_id": payment_id, "credit_note_id": r.json()["credit_note_id"],
+    credit_note_id = r.json()["credit_note_id"]
+    r = await b.put(z + "/gateways/stripe", json={"api_key": "sk_test_zeta_secret_key",
+                                                  "webhook_secret": "whsec_zeta_secret"})
+    assert r.status_code == 200, r.text
+    return {"payment_id": payment_id, "credit_note_id": credit_note_id, "gateway": "stripe",
             "bill_plan_id": "bp_z", "tax_code": "VAT_Z",
             "discount_id": "d_z", "did_number": "4930000001", "charge_id": charge_id,
             "invoice_id": invoice_id, "endpoint_id": endpoint_id, "delivery_id": str(delivery_id)}
@@ -307,6 +316,12 @@ async def test_unscoped_routes_show_a_tenant_key_only_itself(api: Api, world: Wo
         problem(await c.post(f"/v1/platform/keys/{world.b.key_ids['ops']}/revoke"), 403)
         for path in ("/health", "/ready", "/metrics"):
             assert (await c.get(path)).status_code == 200
+        # B's gateway webhook: a key is no credential there, only Stripe's signature is
+        r = await c.post("/v1/gateway-webhooks/stripe/zeta", content=b'{"id": "evt_x"}',
+                         headers={"Content-Type": "application/json",
+                                  "Stripe-Signature": "t=1,v1=00"})  # fmt: skip
+        assert r.status_code in (400, 404), r.text
+    assert await api.engine.pool.fetchval("SELECT count(*) FROM gateway_events") == 0
     # The metrics page carries no tenant data
     text = (await world.a.admin.get("/metrics")).text
     assert "zeta" not in text and "b1" not in text

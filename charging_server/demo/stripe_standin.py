@@ -1,0 +1,118 @@
+"""A local stand-in for Stripe's API, faithful to what the adapter uses (Stripe cannot be reached
+from here): ``POST /v1/checkout/sessions`` with Stripe's form encoding, bearer key and
+Idempotency-Key (the same key answers the same session), and the ``checkout.session.completed``
+event a paid session produces, signed as Stripe signs webhooks (``Stripe-Signature: t=...,v1=...``,
+by the official package's own helper)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import time
+from urllib.parse import parse_qsl
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from stripe import WebhookSignature
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class StripeStandIn:
+    api_key: str = "sk_test_standin"
+    webhook_secret: str = "whsec_standin_secret"
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_key: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/v1/checkout/sessions")
+        async def create(request: Request) -> Response:
+            if request.headers.get("authorization") != f"Bearer {self.api_key}":
+                return _error(401, "Invalid API Key provided")
+            key = request.headers.get("idempotency-key", "")
+            if key and key in self.by_key:
+                return Response(json.dumps(self.sessions[self.by_key[key]]),
+                                media_type="application/json")  # fmt: skip
+            form = dict(parse_qsl((await request.body()).decode()))  # Stripe's form encoding
+            amount = int(str(form.get("line_items[0][price_data][unit_amount]", "0")))
+            currency = str(form.get("line_items[0][price_data][currency]", ""))
+            if amount <= 0 or not currency:
+                return _error(400, "line_items[0][price_data] is incomplete")
+            n = next(_ids)
+            sid = f"cs_test_{n:08d}"
+            session = {
+                "id": sid, "object": "checkout.session", "mode": "payment",
+                "url": f"{self.base_url}/pay/{sid}", "amount_total": amount,
+                "currency": currency, "payment_status": "unpaid", "status": "open",
+                "payment_intent": f"pi_test_{n:08d}",
+                "metadata": {k[len("metadata["):-1]: str(v) for k, v in form.items()
+                             if k.startswith("metadata[")},
+            }  # fmt: skip
+            self.sessions[sid] = session
+            if key:
+                self.by_key[key] = sid
+            return Response(json.dumps(session), media_type="application/json")
+
+        return app
+
+    def paid_event(self, session_id: str, *, event_id: str | None = None,
+                   at: int | None = None, secret: str | None = None) -> tuple[bytes, str]:
+        """(body, Stripe-Signature) of ``checkout.session.completed`` for a paid session."""
+        session = {**self.sessions[session_id], "payment_status": "paid", "status": "complete"}
+        self.sessions[session_id] = session
+        return self.event("checkout.session.completed", session, event_id=event_id, at=at,
+                          secret=secret)  # fmt: skip
+
+    def event(self, kind: str, obj: dict[str, Any], *, event_id: str | None = None,
+              at: int | None = None, secret: str | None = None) -> tuple[bytes, str]:
+        created = int(time.time()) if at is None else at
+        body = json.dumps({
+            "id": event_id or f"evt_test_{next(_ids):08d}", "object": "event", "type": kind,
+            "api_version": "2024-06-20", "created": created, "livemode": False,
+            "data": {"object": obj},
+        }).encode()  # fmt: skip
+        header = WebhookSignature.generate_signature_header(
+            body.decode(), secret or self.webhook_secret, timestamp=created)
+        return body, header
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        self.port = sock.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(
+            self.app(), loop="none", log_level="warning", lifespan="off"))
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+            self._server = self._task = None
+
+    async def __aenter__(self) -> StripeStandIn:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _error(status: int, message: str) -> Response:
+    body = {"error": {"type": "invalid_request_error", "message": message}}
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
