@@ -11,9 +11,9 @@ import itertools
 import json
 import socket
 import time
-from urllib.parse import parse_qsl
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
