@@ -1,7 +1,8 @@
 """The demo's suspension ladder: erin's next invoice goes unpaid, the demo's clock moves past
 its due date, and each billing tick moves her down the ladder (a reminder, outgoing calls
-barred with a late fee, then all service); her calls are refused as each step says, and the
-payment brings her back at once."""
+barred with a late fee, then all service); her calls are refused as each step says; she pays
+through a Stripe pay link (a local stand-in of Stripe's API), the verified webhook records the
+payment once, and she is back at once."""
 
 from __future__ import annotations
 
@@ -9,16 +10,20 @@ from datetime import UTC, datetime, time, timedelta
 
 import orjson
 
-from billing import dunning_run, payments
+from billing import dunning_run
 from billing.amounts import format_minor
 from billing.clock import MovableClock
 from billing.dunning import Ladder, LateFee, Step, ladder_doc
+from billing.gateways import accounts as gateway_accounts
+from billing.gateways.inbox import receive
+from billing.gateways.model import GatewayRejected
 from billing.jobs import BillingJobs
-from billing.payments import PaymentIn
+from billing.secrets import Secrets
 from charging_engine.account_status import AccountStatus
 from charging_engine.bootstrap import Engine
 from charging_server.billing_cmd import account_changes, switches
 from charging_server.demo.show import title
+from charging_server.demo.stripe_standin import StripeStandIn
 
 TENANT, ACCOUNT, CUR = "acme", "erin", "USD"
 LADDER = Ladder((
@@ -72,13 +77,38 @@ async def play_ladder(engine: Engine, clock: MovableClock) -> None:
     due = await pool.fetchval("SELECT open FROM invoice_open WHERE invoice_id = $1",
                               inv["invoice_id"])  # fmt: skip
     at = clock.now()
-    async with pool.acquire() as conn, conn.transaction():
-        await payments.record(conn, TENANT, PaymentIn(ACCOUNT, "card", due, CUR, at.date(),
-                                                      "card *4242"),
-                              idempotency_key="demo-ladder-pay", at=at)  # fmt: skip
-    async with pool.acquire() as conn:  # what the payment route does before it answers
+    async with StripeStandIn() as stripe:
+        async with pool.acquire() as conn, conn.transaction():
+            await gateway_accounts.configure(
+                conn, Secrets(), TENANT, "stripe", api_key=stripe.api_key,
+                webhook_secret=stripe.webhook_secret, base_url=stripe.base_url, at=at)
+        async with pool.acquire() as conn:  # as POST /invoices/{id}/pay-link does
+            gw = await gateway_accounts.gateway_for(conn, Secrets(), TENANT, "stripe")
+        try:
+            link = await gw.pay_link(
+                amount=due, currency=CUR, description=f"Invoice {inv['number']}",
+                metadata={"tenant_id": TENANT, "account_id": ACCOUNT,
+                          "invoice_id": inv["invoice_id"]},
+                success_url="https://acme.example/paid", cancel_url="https://acme.example/",
+                idempotency_key=f"demo-link-{inv['invoice_id']}")  # fmt: skip
+        finally:
+            await gw.aclose()
+        print(f"  pay link sent: {link.url} (a Stripe Checkout Session on the local stand-in)")
+        body, signature = stripe.paid_event(link.reference)  # the customer paid by card
+        forged = stripe.paid_event(link.reference, secret="whsec_someone_else")
+        outcomes = []
+        for payload, sig in (forged, (body, signature), (body, signature)):
+            try:  # what the tenant's webhook URL does with each delivery
+                event = gw.verify(payload, {"stripe-signature": sig})
+            except GatewayRejected:
+                outcomes.append("forged: refused")
+                continue
+            async with pool.acquire() as conn:
+                outcomes.append(await receive(conn, TENANT, event, at=at))
+    async with pool.acquire() as conn:  # what the webhook route does before it answers
         await dunning_run.evaluate(conn, accounts, TENANT, ACCOUNT, today=at.date(), at=at)
     status = await pool.fetchval("SELECT status FROM accounts WHERE tenant_id = $1"
                                  " AND account_id = $2", TENANT, ACCOUNT)  # fmt: skip
-    print(f"  paid {format_minor(due, CUR)} {CUR} by card: account {status} again at once;"
-          f" a call: {await _try_call(engine, 9)}")
+    print(f"  Stripe's webhooks: {', '.join(outcomes)}")
+    print(f"  paid {format_minor(due, CUR)} {CUR} through the link: account {status} again at"
+          f" once; a call: {await _try_call(engine, 9)}")
