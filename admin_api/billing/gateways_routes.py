@@ -15,6 +15,7 @@ from admin_api.audit import record_change
 from admin_api.auth import BILLING_ADMINS, BILLING_READERS, Scope, allow
 from admin_api.billing.dunning_routes import reevaluate
 from admin_api.billing.invoices_routes import INVOICE, InvoicePath
+from admin_api.billing.webhooks_routes import secrets_or_503
 from admin_api.context import Ctx
 from admin_api.problems import ApiProblem, responses
 from admin_api.schemas import ID_PATTERN, Body, Out
@@ -24,7 +25,6 @@ from billing.errors import BillingNotFound
 from billing.gateways import accounts as gateway_accounts
 from billing.gateways.inbox import receive
 from billing.gateways.model import GatewayRejected
-from billing.secrets import Secrets, SecretsKeyError
 
 router = APIRouter(tags=["receivables"])
 
@@ -72,18 +72,11 @@ class ReceivedOut(Out):
     outcome: str
 
 
-def _secrets() -> Secrets:
-    try:
-        return Secrets()
-    except SecretsKeyError as exc:
-        raise ApiProblem(503, "secrets_key_missing", str(exc)) from None
-
-
 @router.put(GATEWAY, response_model=GatewayOut, responses=responses(401, 403, 404, 422, 503),
             summary="Set the tenant's credentials for a gateway (never returned)")
 async def put_gateway(ctx: Ctx, scope: Admins, gateway: GatewayName, body: GatewayIn
                       ) -> GatewayOut:  # fmt: skip
-    secrets = _secrets()
+    secrets = secrets_or_503()
     async with ctx.pool.acquire() as conn, conn.transaction():
         await lookups.tenant(conn, scope.tenant_id)
         await gateway_accounts.configure(
@@ -109,7 +102,7 @@ async def get_gateway(ctx: Ctx, scope: Readers, gateway: GatewayName) -> Gateway
              summary="A pay link for what the invoice still owes")
 async def pay_link(ctx: Ctx, scope: Admins, invoice_id: InvoicePath, body: PayLinkIn
                    ) -> PayLinkOut:  # fmt: skip
-    secrets = _secrets()
+    secrets = secrets_or_503()
     async with ctx.pool.acquire() as conn:
         inv = await conn.fetchrow("SELECT * FROM invoice_open WHERE tenant_id = $1"
                                   " AND invoice_id = $2", scope.tenant_id, invoice_id)  # fmt: skip
@@ -155,7 +148,7 @@ async def gateway_webhook(
             await gateway_accounts.configured(conn, tenant_id, gateway)
         except BillingNotFound:
             raise ApiProblem(404, "not_found", "no such gateway endpoint") from None
-        gw = await gateway_accounts.gateway_for(conn, _secrets(), tenant_id, gateway)
+        gw = await gateway_accounts.gateway_for(conn, secrets_or_503(), tenant_id, gateway)
         try:
             event = gw.verify(payload, {k.lower(): v for k, v in request.headers.items()})
         except GatewayRejected as e:

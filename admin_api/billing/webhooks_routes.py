@@ -104,7 +104,8 @@ class DeliveryPage(Out):
     next_cursor: str | None
 
 
-def _secrets() -> Secrets:
+def secrets_or_503() -> Secrets:
+    """The secrets key, or 503 when the operator has not set it."""
     try:
         return Secrets()
     except SecretsKeyError as exc:
@@ -136,7 +137,7 @@ async def _audit(ctx: AdminContext, scope: Scope, action: str, ident: str, befor
 async def create_endpoint(ctx: Ctx, scope: Admins, body: EndpointIn, response: Response,
                           idempotency_key: IdemKey = None) -> EndpointCreated:
     ep, secret = await endpoints.create(
-        ctx.pool, _secrets(), scope.tenant_id, body.url, body.description,
+        ctx.pool, secrets_or_503(), scope.tenant_id, body.url, body.description,
         tuple(body.event_types), idempotency_key,
     )
     if secret is None:
@@ -195,7 +196,7 @@ async def delete_endpoint(ctx: Ctx, scope: Admins, endpoint_id: EndpointPath) ->
              responses=responses(401, 403, 404, 422, 503),
              summary="Replace the signing secret; the new one is shown once, in this answer")
 async def rotate_secret(ctx: Ctx, scope: Admins, endpoint_id: EndpointPath) -> EndpointCreated:
-    ep, secret = await endpoints.rotate_secret(ctx.pool, _secrets(), scope.tenant_id,
+    ep, secret = await endpoints.rotate_secret(ctx.pool, secrets_or_503(), scope.tenant_id,
                                                endpoint_id)
     await _audit(ctx, scope, "webhook_endpoint.rotate_secret", endpoint_id, None, None)
     return EndpointCreated(**_out(ep).model_dump(), secret=secret)

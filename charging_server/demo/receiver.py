@@ -4,18 +4,17 @@ use it too, with a status to answer and a port to come back on)."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from charging_server.demo.loopback import LoopbackServer
+
 
 @dataclass
-class Receiver:
+class Receiver(LoopbackServer):
     PATH: ClassVar[str] = "/accounting/webhooks"
 
     secret: str = ""
@@ -23,8 +22,6 @@ class Receiver:
     received: list[tuple[str, Any]] = field(default_factory=list)  # verified (id, body)
     rejected: int = 0
     port: int = 0  # 0: any free port; a stopped receiver comes back on its own
-    _server: uvicorn.Server | None = None
-    _task: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -45,27 +42,3 @@ class Receiver:
             return Response(status_code=self.answer)
 
         return app
-
-    async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(64)
-        self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.app(), loop="none", log_level="warning", lifespan="off"))
-        # The socket listens already: connections queue until uvicorn accepts them.
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-            self._server = self._task = None
-
-    async def __aenter__(self) -> Receiver:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()

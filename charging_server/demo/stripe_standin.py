@@ -6,31 +6,28 @@ by the official package's own helper)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from stripe import WebhookSignature
+
+from charging_server.demo.loopback import LoopbackServer
 
 _ids = itertools.count(1)
 
 
 @dataclass
-class StripeStandIn:
+class StripeStandIn(LoopbackServer):
     api_key: str = "sk_test_standin"
     webhook_secret: str = "whsec_standin_secret"
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
     port: int = 0
-    _server: uvicorn.Server | None = None
-    _task: asyncio.Task[None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -88,29 +85,6 @@ class StripeStandIn:
         header = WebhookSignature.generate_signature_header(
             body.decode(), secret or self.webhook_secret, timestamp=created)
         return body, header
-
-    async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(64)
-        self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.app(), loop="none", log_level="warning", lifespan="off"))
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-            self._server = self._task = None
-
-    async def __aenter__(self) -> StripeStandIn:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
 
 def _error(status: int, message: str) -> Response:
