@@ -27,6 +27,7 @@ from admin_api.billing import (
     gateways_routes,
     invoices_routes,
     payments_routes,
+    prepaid_routes,
     reports_routes,
     settings_routes,
     webhooks_routes,
@@ -52,6 +53,7 @@ ROUTERS: Final = (
     accounts_billing_routes.router, invoices_routes.router, webhooks_routes.router,
     exports_routes.router, payments_routes.router, reports_routes.router,
     credit_notes_routes.router, dunning_routes.router, gateways_routes.router,
+    prepaid_routes.router,
 )
 
 

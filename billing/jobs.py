@@ -1,6 +1,7 @@
 """The billing job: one tick bills due periods, finalizes drafts whose review closed, gives
 postpaid balances their invoiced usage back, issues top-up receipts, moves overdue accounts on
-their suspension ladder and delivers webhooks.
+their suspension ladder, expires prepaid money past its validity, steps dormant prepaid accounts
+towards closing, and delivers webhooks.
 
 Every step is idempotent and safe to run in several processes at once (row locks with SKIP
 LOCKED, unique keys), so ticking twice, or in two processes, or after a crash, never bills
@@ -22,7 +23,9 @@ from billing.kind_switch import KindSwitches
 from billing.lifecycle import finalize_due
 from billing.receipts import issue_receipts
 from billing.usage_credit import credit_pending
+from billing.validity_run import evaluate_due as validity_due
 from charging_engine.accounts.changes import AccountChanges
+from charging_engine.accounts.money import MoneyOperations
 from charging_engine.balance.store import BalanceStore
 
 log = logging.getLogger("billing.jobs")
@@ -41,13 +44,14 @@ class Tick:
     delivered: int = 0
     switched: int = 0
     dunning: int = 0
+    prepaid: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
             "accounts": self.run.accounts, "invoices": self.run.invoices,
             "calls": self.run.calls, "finalized": self.finalized, "credited": self.credited,
             "receipts": self.receipts, "webhooks": self.delivered,
-            "switched": self.switched, "dunning": self.dunning,
+            "switched": self.switched, "dunning": self.dunning, "prepaid": self.prepaid,
         }
 
 
@@ -56,15 +60,18 @@ class BillingJobs:
         self, pool: asyncpg.Pool, store: BalanceStore, *, clock: Clock | None = None,
         deliverer: Deliverer | None = None, switches: KindSwitches | None = None,
         batch_size: int = 500, accounts: AccountChanges | None = None,
+        money: MoneyOperations | None = None,
     ) -> None:
         """``accounts``: the engine's account use case, for the suspension ladder's statuses
-        (without it the ladder is not evaluated on the schedule)."""
+        (without it the ladder is not evaluated on the schedule); ``money`` with it: prepaid
+        validity and dormancy are evaluated too."""
         self.pool = pool
         self.store = store
         self.clock = clock or SystemClock()
         self.deliverer = deliverer
         self.switches = switches
         self.accounts = accounts
+        self.money = money
         self.run = InvoiceRun(pool, clock=self.clock, batch_size=batch_size)
 
     async def tick(self) -> Tick:
@@ -80,8 +87,10 @@ class BillingJobs:
         t.receipts = await issue_receipts(self.pool, now)
         if self.accounts is not None:  # after finalization: new invoices count at once
             t.dunning = await evaluate_due(self.pool, self.accounts, at=now)
+            if self.money is not None:
+                t.prepaid = await validity_due(self.pool, self.money, self.accounts, at=now)
         if self.deliverer is not None:
             t.delivered = await self.deliverer.run_once()
-        if t.run.invoices or t.finalized or t.receipts or t.dunning:
+        if t.run.invoices or t.finalized or t.receipts or t.dunning or t.prepaid:
             log.info("billing tick: %s", t.summary())
         return t

@@ -29,6 +29,7 @@ from billing.errors import (
     InvalidBillingInput,
 )
 from billing.minor_units import exponent, minor_to_micros
+from billing.validity_run import validity_of
 from billing.webhooks.outbox import enqueue
 from charging_engine.accounts.money import MoneyOperations, Operation
 from charging_engine.audit import Actor
@@ -192,7 +193,8 @@ async def _topup(conn: Conn, tenant_id: str, p: PaymentIn, payment_id: str, dige
         await conn.execute("UPDATE payments SET topup_key = $2 WHERE payment_id = $1",
                            payment_id, key)  # fmt: skip
     op = Operation.topup(minor_to_micros(p.amount, p.currency), p.method, p.reference or None,
-                         f"payment {payment_id}")  # fmt: skip
+                         f"payment {payment_id}",
+                         await validity_of(conn, tenant_id, at))  # fmt: skip
     await money.perform(Actor(p.collected_by or "billing", "finance"), tenant_id, p.account_id,
                         op, key)  # fmt: skip
     payment = await get(conn, tenant_id, payment_id)

@@ -18,6 +18,7 @@ from billing.schedule import DEFAULT_CRON, run_scheduled
 from billing.secrets import Secrets, SecretsKeyError
 from billing.webhooks.dispatcher import Dispatcher
 from charging_engine.accounts.changes import AccountChanges
+from charging_engine.accounts.money import MoneyOperations
 from charging_engine.bootstrap import Engine, open_engine
 from charging_engine.config import Settings
 from charging_server.migrations import PACKAGES
@@ -43,7 +44,7 @@ async def cmd_bill(settings: Settings, args: argparse.Namespace) -> int:
         sender = dispatcher(engine, clock)
         jobs = BillingJobs(engine.pool, engine.store, clock=clock, batch_size=args.batch,
                            deliverer=sender, switches=switches(engine),
-                           accounts=account_changes(engine))
+                           accounts=account_changes(engine), money=money_operations(engine))
         try:
             tick = await jobs.tick()
         finally:
@@ -66,6 +67,11 @@ def account_changes(engine: Engine) -> AccountChanges:
 
     return AccountChanges(engine.pool, engine.store, clock=engine.service.clock,
                           on_catalog_change=refreshed)
+
+
+def money_operations(engine: Engine) -> MoneyOperations:
+    return MoneyOperations(engine.pool, engine.store, clock=engine.service.clock,
+                           idem_ttl_s=engine.settings.idem_ttl_s)
 
 
 def switches(engine: Engine) -> KindSwitches:
@@ -94,7 +100,7 @@ def install_billing(engine: Engine) -> None:
     if cron == "off":
         return
     jobs = BillingJobs(engine.pool, engine.store, clock=clock, switches=switches(engine),
-                       accounts=account_changes(engine))
+                       accounts=account_changes(engine), money=money_operations(engine))
     dsn = engine.settings.database_url
 
     async def scheduled(stop: asyncio.Event) -> None:

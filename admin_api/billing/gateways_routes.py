@@ -23,14 +23,14 @@ from billing.amounts import format_minor
 from billing.catalog import lookups
 from billing.errors import BillingNotFound
 from billing.gateways import accounts as gateway_accounts
-from billing.gateways.inbox import receive
+from billing.gateways.inbox import receive, resolve
 from billing.gateways.model import GatewayRejected
 
 router = APIRouter(tags=["receivables"])
 
 Readers = Annotated[Scope, Depends(allow(BILLING_READERS))]
 Admins = Annotated[Scope, Depends(allow(BILLING_ADMINS))]
-GatewayName = Literal["stripe"]
+GatewayName = Literal["stripe", "paypal", "ccavenue"]
 GATEWAY = "/v1/tenants/{tenant_id}/gateways/{gateway}"
 WEBHOOK = "/v1/gateway-webhooks/{gateway}/{tenant_id}"
 Secret = Annotated[str, StringConstraints(min_length=8, max_length=500, pattern=r"^[!-~]+$")]
@@ -40,8 +40,15 @@ MAX_EVENT_BYTES = 512 * 1024
 
 
 class GatewayIn(Body):
-    api_key: Secret = Field(description="Stored encrypted, never returned")
-    webhook_secret: Secret = Field(description="The endpoint's signing secret (whsec_...)")
+    api_key: Secret = Field(description="Stored encrypted, never returned. Stripe: the secret"
+                            " key; PayPal: the client secret; CCAvenue: the access code")
+    webhook_secret: Secret = Field(description="Stored encrypted, never returned. Stripe: the"
+                                   " endpoint's signing secret (whsec_...); PayPal: the webhook"
+                                   " id; CCAvenue: the working key")  # fmt: skip
+    account_ref: Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                                  pattern=r"^[!-~]+$")] | None = Field(
+        None, description="PayPal: the client id; CCAvenue: the merchant id (required for"
+        " both); not a secret")  # fmt: skip
     base_url: WebUrl | None = Field(None, description="The API's address; default: the"
                                     " gateway's own (set for a test stand-in)")  # fmt: skip
 
@@ -49,6 +56,7 @@ class GatewayIn(Body):
 class GatewayOut(Out):
     gateway: GatewayName
     configured: bool
+    account_ref: str | None
     base_url: str | None
     updated_at: datetime
     webhook_path: str
@@ -81,19 +89,23 @@ async def put_gateway(ctx: Ctx, scope: Admins, gateway: GatewayName, body: Gatew
         await lookups.tenant(conn, scope.tenant_id)
         await gateway_accounts.configure(
             conn, secrets, scope.tenant_id, gateway, api_key=body.api_key,
-            webhook_secret=body.webhook_secret, base_url=body.base_url, at=ctx.now())  # fmt: skip
+            webhook_secret=body.webhook_secret, account_ref=body.account_ref,
+            base_url=body.base_url, at=ctx.now())  # fmt: skip
         await record_change(conn, scope.caller, scope.tenant_id, "gateway.configure",
-                            f"gateway:{gateway}", None, {"base_url": body.base_url})  # fmt: skip
-        base, at = await gateway_accounts.configured(conn, scope.tenant_id, gateway)
-    return GatewayOut(gateway=gateway, configured=True, base_url=base, updated_at=at,
+                            f"gateway:{gateway}", None, {"base_url": body.base_url,
+                            "account_ref": body.account_ref})  # fmt: skip
+        ref, base, at = await gateway_accounts.configured(conn, scope.tenant_id, gateway)
+    return GatewayOut(gateway=gateway, configured=True, account_ref=ref, base_url=base,
+                      updated_at=at,
                       webhook_path=WEBHOOK.format(gateway=gateway, tenant_id=scope.tenant_id))
 
 
 @router.get(GATEWAY, response_model=GatewayOut, responses=responses(401, 403, 404, 422),
             summary="Whether a gateway is configured (its secrets are never shown)")
 async def get_gateway(ctx: Ctx, scope: Readers, gateway: GatewayName) -> GatewayOut:
-    base, at = await gateway_accounts.configured(ctx.pool, scope.tenant_id, gateway)
-    return GatewayOut(gateway=gateway, configured=True, base_url=base, updated_at=at,
+    ref, base, at = await gateway_accounts.configured(ctx.pool, scope.tenant_id, gateway)
+    return GatewayOut(gateway=gateway, configured=True, account_ref=ref, base_url=base,
+                      updated_at=at,
                       webhook_path=WEBHOOK.format(gateway=gateway, tenant_id=scope.tenant_id))
 
 
@@ -150,10 +162,25 @@ async def gateway_webhook(
             raise ApiProblem(404, "not_found", "no such gateway endpoint") from None
         gw = await gateway_accounts.gateway_for(conn, secrets_or_503(), tenant_id, gateway)
         try:
-            event = gw.verify(payload, {k.lower(): v for k, v in request.headers.items()})
-        except GatewayRejected as e:
-            raise ApiProblem(400, "unverified", str(e)) from None
-        outcome = await receive(conn, tenant_id, event, at=ctx.now(), money=ctx.money)
-    if outcome == "payment":
-        await reevaluate(ctx, tenant_id, event.metadata["account_id"])
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            try:
+                event = await gw.verify(payload, headers)
+            except GatewayRejected as e:
+                raise ApiProblem(400, "unverified", str(e)) from None
+            event = await resolve(conn, tenant_id, event)
+            outcome = await receive(conn, tenant_id, event, at=ctx.now(), money=ctx.money)
+            paid = event if outcome == "payment" else None
+            try:  # the gateway's next step (PayPal: capture the order), idempotent there
+                step = await gw.follow_up(event)
+            except Exception as e:  # the event is stored: the gateway's redelivery tries again
+                raise ApiProblem(502, "gateway_error", f"{gateway}: {e}"[:300]) from None
+            if step is not None:
+                step = await resolve(conn, tenant_id, step)
+                if await receive(conn, tenant_id, step, at=ctx.now(),
+                                 money=ctx.money) == "payment":  # fmt: skip
+                    outcome, paid = "payment", step
+        finally:
+            await gw.aclose()
+    if paid is not None and paid.metadata.get("account_id"):
+        await reevaluate(ctx, tenant_id, paid.metadata["account_id"])
     return ReceivedOut(received=True, outcome=outcome)

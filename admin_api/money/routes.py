@@ -32,6 +32,7 @@ from admin_api.schemas import (
     To,
     check_range,
 )
+from billing.validity_run import validity_of
 from charging_engine.accounts import record
 from charging_engine.accounts.money import Operation, Outcome
 from charging_engine.money import format_amount
@@ -54,6 +55,8 @@ class Topup(Body):
     method: Method
     reference: Reference | None = None
     note: Note | None = None
+    validity_days: int | None = Field(None, ge=1, le=3650, description="Days until this"
+                                      " money expires; default: the tenant's prepaid policy")
 
 
 class Withdrawal(Body):
@@ -71,7 +74,7 @@ class Adjustment(Body):
 class OperationOut(Out):
     idempotency_key: str
     account_id: str
-    kind: Literal["topup", "withdraw", "adjust"]
+    kind: Literal["topup", "withdraw", "adjust", "expiry"]
     amount: Amount
     method: str | None
     reference: str | None
@@ -132,7 +135,8 @@ async def topup(
     ctx: Ctx, scope: Annotated[Scope, Depends(allow(COLLECTORS))], account_id: AccountPath,
     body: Topup, idempotency_key: IdempotencyKey, response: Response,
 ) -> OperationOut:
-    op = Operation.topup(body.amount, body.method, body.reference, body.note)
+    valid_until = await validity_of(ctx.pool, scope.tenant_id, ctx.now(), body.validity_days)
+    op = Operation.topup(body.amount, body.method, body.reference, body.note, valid_until)
     return await _perform(ctx, scope, account_id, op, idempotency_key, response)
 
 
@@ -159,7 +163,7 @@ async def adjust(
 
 LedgerKind = Literal[
     "reserve", "extend", "commit", "release", "expire", "topup", "adjust", "withdraw",
-    "provision", "correction", "billed",
+    "provision", "correction", "billed", "expiry",
 ]
 
 

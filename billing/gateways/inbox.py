@@ -10,6 +10,7 @@ for while it is open (the rest to credit), else oldest due first.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,25 @@ from billing.gateways.model import GatewayEvent
 from billing.payments import PaymentIn
 from charging_engine.accounts.money import MoneyOperations
 
-__all__ = ["receive"]
+__all__ = ["receive", "resolve"]
+
+
+async def resolve(conn: Conn, tenant_id: str, event: GatewayEvent) -> GatewayEvent:
+    """``event`` with the tenant, account and invoice of the pay link it names, from our own
+    record of the link (what we made outranks what the gateway echoes back)."""
+    if not event.link_ref:
+        return event
+    row = await conn.fetchrow("SELECT account_id, invoice_id, currency FROM pay_links WHERE"
+                              " tenant_id = $1"
+                              " AND gateway = $2 AND reference = $3", tenant_id, event.gateway,
+                              event.link_ref)  # fmt: skip
+    if row is None:
+        return event
+    meta = {"tenant_id": tenant_id, "account_id": row["account_id"],
+            "link_currency": row["currency"].strip()}
+    if row["invoice_id"]:
+        meta["invoice_id"] = row["invoice_id"]
+    return dataclasses.replace(event, metadata=meta)
 
 
 async def receive(conn: Conn, tenant_id: str, event: GatewayEvent, *, at: datetime,
@@ -61,6 +80,8 @@ async def _process(conn: Conn, tenant_id: str, event: GatewayEvent, at: datetime
         return "ignored: not a pay link of this tenant", None
     if event.amount <= 0 or not event.payment_ref:
         return "ignored: no amount", None
+    if meta.get("link_currency", event.currency) != event.currency:  # not what we asked for
+        return f"refused: paid in {event.currency}, the link asked {meta['link_currency']}", None
     key = f"{event.gateway}:{event.payment_ref}"
     known = await conn.fetchval("SELECT payment_id FROM payments WHERE tenant_id = $1"
                                 " AND idem_key = $2", tenant_id, key)  # fmt: skip

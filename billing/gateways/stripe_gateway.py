@@ -54,7 +54,11 @@ class StripeGateway:
         """Close the API's HTTP connections (a pay link opened them)."""
         await self._http.close_async()  # type: ignore[no-untyped-call]
 
-    def verify(self, payload: bytes, headers: dict[str, str]) -> GatewayEvent:
+    async def follow_up(self, event: GatewayEvent) -> GatewayEvent | None:
+        """Nothing: a Checkout Session takes the money itself."""
+        return None
+
+    async def verify(self, payload: bytes, headers: dict[str, str]) -> GatewayEvent:
         """The event, if Stripe signed it (within the tolerance); else ``GatewayRejected``."""
         signature = headers.get("stripe-signature")
         if not signature:

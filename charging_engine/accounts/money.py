@@ -49,6 +49,7 @@ class OperationKind(StrEnum):
     TOPUP = "topup"  # a payment: credit
     WITHDRAW = "withdraw"  # money handed back: debit, never beyond the available funds
     ADJUST = "adjust"  # a correction either way, with a reason
+    EXPIRY = "expiry"  # prepaid money past its validity: debit, never beyond the available funds
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +61,25 @@ class Operation:
     method: str | None = None
     reference: str | None = None
     reason: str | None = None
+    valid_until: datetime | None = None  # a top-up's money expires then (billing's validity)
 
     @classmethod
     def topup(
-        cls, amount: int, method: str, reference: str | None = None, note: str | None = None
+        cls, amount: int, method: str, reference: str | None = None, note: str | None = None,
+        valid_until: datetime | None = None,
     ) -> Operation:
         if amount <= 0:
             raise InvalidInput("amount must be above zero")
-        return cls(OperationKind.TOPUP, _bounded(amount), method, reference, note)
+        if valid_until is not None and valid_until.tzinfo is None:
+            raise InvalidInput("valid_until must carry its time zone")
+        return cls(OperationKind.TOPUP, _bounded(amount), method, reference, note, valid_until)
+
+    @classmethod
+    def expiry(cls, amount: int, reason: str) -> Operation:
+        """``amount`` (micros, above zero) of expired money leaving the balance."""
+        if amount <= 0:
+            raise InvalidInput("amount must be above zero")
+        return cls(OperationKind.EXPIRY, -_bounded(amount), reason=reason)
 
     @classmethod
     def withdrawal(
@@ -86,7 +98,7 @@ class Operation:
     def fingerprint(self, account_id: str) -> str:
         """What a repeat under the same key must match (stable: stored with the record)."""
         doc = [account_id, self.kind.value, self.amount, self.method, self.reference,
-               self.reason]
+               self.reason]  # not valid_until: derived from the time, a retry keeps the first
         return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 
@@ -180,6 +192,8 @@ class MoneyOperations:
         extra = {
             "method": op.method, "reference": op.reference, "reason": op.reason,
             "by": actor.key_id, "idempotency_key": idem_key,
+            "valid_until": None if op.valid_until is None
+            else op.valid_until.astimezone(UTC).isoformat(),
         }
         async with asyncio.timeout(REDIS_TIMEOUT_S):
             res = await self.store.credit(

@@ -11,6 +11,7 @@ KINDS = frozenset(
         "reserve", "extend", "commit", "release", "expire",
         "topup", "adjust", "withdraw", "provision", "correction",
         "billed",  # usage handed to an invoice: a postpaid balance gets it back
+        "expiry",  # prepaid money past its validity leaving the balance
     }
 )
 

@@ -34,7 +34,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 IDEM_TTL_S: Final = 7 * 86_400  # as the engine's default idem_ttl_s
 RESTORE_IDEM: Final = "restore"
 SETTLE_KINDS: Final = ("commit", "release", "expire")  # remembered as "<cost> <balance>"
-CREDIT_KINDS: Final = ("topup", "adjust", "withdraw", "billed")  # remembered as "<balance>"
+# remembered as "<balance>"
+CREDIT_KINDS: Final = ("topup", "adjust", "withdraw", "billed", "expiry")
 
 _BALANCES_SQL: Final = """
 SELECT a.tenant_id, a.account_id, a.currency, a.credit_limit - a.min_balance AS credit_limit,

@@ -81,7 +81,8 @@ async def play_ladder(engine: Engine, clock: MovableClock) -> None:
         async with pool.acquire() as conn, conn.transaction():
             await gateway_accounts.configure(
                 conn, Secrets(), TENANT, "stripe", api_key=stripe.api_key,
-                webhook_secret=stripe.webhook_secret, base_url=stripe.base_url, at=at)
+                webhook_secret=stripe.webhook_secret, account_ref=None, base_url=stripe.base_url,
+                at=at)
         async with pool.acquire() as conn:  # as POST /invoices/{id}/pay-link does
             gw = await gateway_accounts.gateway_for(conn, Secrets(), TENANT, "stripe")
         try:
@@ -99,7 +100,7 @@ async def play_ladder(engine: Engine, clock: MovableClock) -> None:
         outcomes = []
         for payload, sig in (forged, (body, signature), (body, signature)):
             try:  # what the tenant's webhook URL does with each delivery
-                event = gw.verify(payload, {"stripe-signature": sig})
+                event = await gw.verify(payload, {"stripe-signature": sig})
             except GatewayRejected:
                 outcomes.append("forged: refused")
                 continue

@@ -87,6 +87,7 @@ BODIES: dict[tuple[str, str], Any] = {
         {"success_url": "https://a.example/ok", "cancel_url": "https://a.example/no"},
     ("PUT", "/v1/tenants/{tenant_id}/dunning-ladder"):
         {"steps": [{"name": "taken", "min_days": 1, "status": "suspended"}]},
+    ("PUT", "/v1/tenants/{tenant_id}/prepaid-policy"): {"validity_days": 1},
 }
 # Query strings some routes need to get past validation.
 QUERIES: dict[tuple[str, str], str] = {
@@ -165,7 +166,8 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                   "billing_settings", "billing_accounts", "invoices", "webhook_endpoints",
                   "webhook_deliveries", "webhook_events", "account_plan_history", "payments",
                   "payment_allocations", "credit_notes", "dunning_ladders", "account_dunning",
-                  "dunning_entries", "gateway_accounts", "gateway_events", "pay_links"):
+                  "dunning_entries", "gateway_accounts", "gateway_events", "pay_links",
+                  "prepaid_policies", "prepaid_expiries", "prepaid_dormancy"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
@@ -220,6 +222,8 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
     assert r.status_code == 201, r.text
     payment_id = r.json()["payment_id"]
     r = await b.put(z + "/dunning-ladder", json={"steps": [{"name": "z", "min_days": 3}]})
+    assert r.status_code == 200, r.text
+    r = await b.put(z + "/prepaid-policy", json={"validity_days": 90, "inactivate_after": 30})
     assert r.status_code == 200, r.text
     r = await b.post(z + f"/invoices/{invoice_id}/finalize")
     assert r.status_code == 200, r.text

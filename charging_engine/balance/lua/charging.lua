@@ -195,9 +195,10 @@ local function settle(KEYS, ARGV)
   return {'ok', cost, bal, held}
 end
 
--- credit: ARGV[5] kind (topup|adjust|withdraw|correction), [6] signed amount, [7] extra,
+-- credit: ARGV[5] kind (topup|adjust|withdraw|correction|expiry), [6] signed amount, [7] extra,
 -- [8] call id (corrections of a settled call's charge)
--- A withdrawal is refused beyond the available funds. -> {status, balance after, available}
+-- A withdrawal or an expiry is refused beyond the available funds.
+-- -> {status, balance after, available}
 local function credit(KEYS, ARGV)
   local done = redis.call('GET', KEYS[6])
   if done then
@@ -208,7 +209,9 @@ local function credit(KEYS, ARGV)
   if not a then return {'unknown_account', 0, 0} end
   local kind, amount = ARGV[5], tonumber(ARGV[6])
   local avail = a.balance + a.credit - a.reserved
-  if kind == 'withdraw' and avail < -amount then return {'insufficient_funds', a.balance, avail} end
+  if (kind == 'withdraw' or kind == 'expiry') and avail < -amount then
+    return {'insufficient_funds', a.balance, avail}
+  end
   local bal = redis.call('HINCRBY', KEYS[1], 'balance', amount)
   local seq = append(KEYS, ARGV, kind, amount, 0, ARGV[8] or '', idem_name(KEYS), ARGV[7], bal)
   watch(KEYS, ARGV, seq, bal, amount)
