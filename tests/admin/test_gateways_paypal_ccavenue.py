@@ -85,7 +85,8 @@ async def test_paypal_refuses_forged_stale_and_tampered_deliveries(
         other_hook = paypal.approved_event(order, webhook_id="WH-SOMEONE-ELSE")
         body, headers = paypal.approved_event(order)
         tampered = (body.replace(b"23.23", b"0.01"), headers)
-        for bad in (forged, stale, other_hook, tampered, (body, {"content-type": "application/json"})):
+        unsigned = (body, {"content-type": "application/json"})
+        for bad in (forged, stale, other_hook, tampered, unsigned):
             assert await to_paypal(world, bad) == (400, "unverified")
         assert await count(api, "gateway_events") == 0 and await count(api, "payments") == 0
         assert all(o["status"] != "COMPLETED" for o in paypal.orders.values())  # not captured
