@@ -18,6 +18,7 @@ from admin_api.alerts.hub import AlertHub
 from admin_api.background import AdminBackground
 from admin_api.billing import (
     accounts_billing_routes,
+    auto_topup_routes,
     catalog_routes,
     charges_routes,
     credit_notes_routes,
@@ -53,7 +54,7 @@ ROUTERS: Final = (
     accounts_billing_routes.router, invoices_routes.router, webhooks_routes.router,
     exports_routes.router, payments_routes.router, reports_routes.router,
     credit_notes_routes.router, dunning_routes.router, gateways_routes.router,
-    prepaid_routes.router,
+    prepaid_routes.router, auto_topup_routes.router,
 )
 
 

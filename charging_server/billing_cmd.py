@@ -11,6 +11,7 @@ import os
 from datetime import datetime
 from typing import Final
 
+from billing.auto_topup_run import AutoTopups
 from billing.clock import Clock, MovableClock, SystemClock
 from billing.jobs import BillingJobs
 from billing.kind_switch import KindSwitches
@@ -78,6 +79,13 @@ def switches(engine: Engine) -> KindSwitches:
     return KindSwitches(engine.pool, engine.store, account_changes(engine))
 
 
+def _secrets() -> Secrets | None:
+    try:
+        return Secrets()
+    except SecretsKeyError:
+        return None
+
+
 def dispatcher(engine: Engine, clock: Clock) -> Dispatcher | None:
     """The webhook dispatcher, when ``CE_SECRETS_KEY`` can decrypt endpoint secrets."""
     try:
@@ -97,6 +105,8 @@ def install_billing(engine: Engine) -> None:
     sender = dispatcher(engine, clock)
     if sender is not None:
         engine.background.append(sender.run)
+    topups = AutoTopups(engine.pool, money_operations(engine), _secrets(), clock=clock)
+    engine.background.append(topups.run)  # answers low-balance alerts as they are stored
     if cron == "off":
         return
     jobs = BillingJobs(engine.pool, engine.store, clock=clock, switches=switches(engine),

@@ -4,7 +4,7 @@ one interface every adapter (Stripe, PayPal, CCAvenue) implements."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 class GatewayRejected(ValueError):
@@ -34,6 +34,16 @@ class GatewayEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Charged:
+    """A saved card charged off-session (auto top-up): ``succeeded`` moved the money."""
+
+    status: Literal["succeeded", "declined", "pending"]
+    payment_ref: str  # the gateway's payment id (a PaymentIntent id)
+    amount: int = 0  # minor units
+    message: str = ""  # the gateway's reason for a decline
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
     """A tenant's account with a gateway, decrypted. What each field holds per gateway:
     Stripe: api_key = secret key, webhook_secret = endpoint secret (whsec_...);
@@ -59,3 +69,11 @@ class Gateway(Protocol):
     async def follow_up(self, event: GatewayEvent) -> GatewayEvent | None: ...
 
     async def aclose(self) -> None: ...
+
+
+class SavedMethods(Protocol):
+    """A gateway that charges a customer's saved payment method without them (auto top-up)."""
+
+    async def charge_saved(self, *, customer: str, payment_method: str, amount: int,
+                           currency: str, metadata: dict[str, str],
+                           idempotency_key: str) -> Charged: ...  # fmt: skip

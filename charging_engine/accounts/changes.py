@@ -110,6 +110,15 @@ class AutoTopupSettings:
     amount: int | None = None
 
 
+def watched(row: AccountRow) -> tuple[int, ...]:
+    """The lines Redis watches: the alert thresholds, and the auto top-up's, whose crossing
+    (an alert) is what triggers a top-up."""
+    lines = set(row.low_balance_thresholds)
+    if row.auto_topup_enabled and row.auto_topup_threshold is not None:
+        lines.add(row.auto_topup_threshold)
+    return tuple(sorted(lines))
+
+
 def default_hysteresis(thresholds: tuple[int, ...]) -> int:
     """A tenth of the highest line: a balance hovering at a line does not fire again."""
     return max((abs(t) for t in thresholds), default=0) // 10
@@ -162,11 +171,11 @@ class AccountChanges:
                     credit_limit=new.redis_credit, status=new.status.value, now_ms=now,
                     idem_key=f"admin:{uuid.uuid4().hex}",
                 )
-            if missing or old is None or (
-                old.low_balance_thresholds, old.low_balance_hysteresis
-            ) != (new.low_balance_thresholds, new.low_balance_hysteresis):
+            if missing or old is None or (watched(old), old.low_balance_hysteresis) != (
+                watched(new), new.low_balance_hysteresis
+            ):
                 await store.set_thresholds(
-                    new.tenant_id, new.account_id, thresholds=list(new.low_balance_thresholds),
+                    new.tenant_id, new.account_id, thresholds=list(watched(new)),
                     hysteresis=new.low_balance_hysteresis, now_ms=now,
                 )
 
@@ -315,13 +324,17 @@ class AccountChanges:
         """Re-send every account's alert lines to Redis (after a Redis rebuild lost them);
         unchanged lines keep their armed state. -> accounts sent."""
         rows = await self.pool.fetch(
-            "SELECT tenant_id, account_id, low_balance_thresholds, low_balance_hysteresis"
-            " FROM account_details WHERE cardinality(low_balance_thresholds) > 0"
+            "SELECT tenant_id, account_id, low_balance_thresholds, low_balance_hysteresis,"
+            " auto_topup_enabled, auto_topup_threshold FROM account_details"
+            " WHERE cardinality(low_balance_thresholds) > 0 OR auto_topup_enabled"
         )
         now = self.clock()
         for r in rows:
+            lines = set(r["low_balance_thresholds"])
+            if r["auto_topup_enabled"] and r["auto_topup_threshold"] is not None:
+                lines.add(r["auto_topup_threshold"])
             await self.store.set_thresholds(
-                r["tenant_id"], r["account_id"], thresholds=list(r["low_balance_thresholds"]),
+                r["tenant_id"], r["account_id"], thresholds=sorted(lines),
                 hysteresis=r["low_balance_hysteresis"], now_ms=now,
             )
         return len(rows)

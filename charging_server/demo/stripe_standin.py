@@ -1,6 +1,7 @@
 """A local stand-in for Stripe's API, faithful to what the adapter uses (Stripe cannot be reached
 from here): ``POST /v1/checkout/sessions`` with Stripe's form encoding, bearer key and
-Idempotency-Key (the same key answers the same session), and the ``checkout.session.completed``
+Idempotency-Key (the same key answers the same session), ``POST /v1/payment_intents`` off-session
+on a saved card (declined for Stripe's declining test card), and the ``checkout.session.completed``
 event a paid session produces, signed as Stripe signs webhooks (``Stripe-Signature: t=...,v1=...``,
 by the official package's own helper)."""
 
@@ -27,6 +28,8 @@ class StripeStandIn(LoopbackServer):
     webhook_secret: str = "whsec_standin_secret"
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    declining: set[str] = field(default_factory=lambda: {"pm_card_chargeDeclined"})
     port: int = 0
 
     @property
@@ -64,6 +67,34 @@ class StripeStandIn(LoopbackServer):
                 self.by_key[key] = sid
             return Response(json.dumps(session), media_type="application/json")
 
+        @app.post("/v1/payment_intents")
+        async def intent(request: Request) -> Response:
+            """An off-session PaymentIntent confirmed at once: Stripe's test card
+            ``pm_card_chargeDeclined`` (any in ``declining``) is declined with a 402."""
+            if request.headers.get("authorization") != f"Bearer {self.api_key}":
+                return _error(401, "Invalid API Key provided")
+            key = request.headers.get("idempotency-key", "")
+            if key and f"pi:{key}" in self.by_key:
+                pi = self.intents[self.by_key[f"pi:{key}"]]
+                return _intent_reply(pi)
+            form = dict(parse_qsl((await request.body()).decode()))
+            amount = int(str(form.get("amount", "0")))
+            if amount <= 0 or not form.get("currency") or not form.get("customer"):
+                return _error(400, "amount, currency and customer are required")
+            declined = form.get("payment_method", "") in self.declining
+            pid = f"pi_test_{next(_ids):08d}"
+            pi = {"id": pid, "object": "payment_intent", "amount": amount,
+                  "amount_received": 0 if declined else amount,
+                  "currency": form["currency"], "customer": form["customer"],
+                  "payment_method": form.get("payment_method"),
+                  "status": "requires_payment_method" if declined else "succeeded",
+                  "metadata": {k[len("metadata["):-1]: str(v) for k, v in form.items()
+                               if k.startswith("metadata[")}}  # fmt: skip
+            self.intents[pid] = pi
+            if key:
+                self.by_key[f"pi:{key}"] = pid
+            return _intent_reply(pi)
+
         return app
 
     def paid_event(self, session_id: str, *, event_id: str | None = None,
@@ -85,6 +116,15 @@ class StripeStandIn(LoopbackServer):
         header = WebhookSignature.generate_signature_header(
             body.decode(), secret or self.webhook_secret, timestamp=created)
         return body, header
+
+
+def _intent_reply(pi: dict[str, Any]) -> Response:
+    if pi["status"] == "succeeded":
+        return Response(json.dumps(pi), media_type="application/json")
+    body = {"error": {"type": "card_error", "code": "card_declined",
+                      "decline_code": "generic_decline", "message": "Your card was declined.",
+                      "payment_intent": pi}}  # fmt: skip
+    return Response(json.dumps(body), status_code=402, media_type="application/json")
 
 
 def _error(status: int, message: str) -> Response:

@@ -88,6 +88,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/tenants/{tenant_id}/dunning-ladder"):
         {"steps": [{"name": "taken", "min_days": 1, "status": "suspended"}]},
     ("PUT", "/v1/tenants/{tenant_id}/prepaid-policy"): {"validity_days": 1},
+    ("PUT", "/v1/tenants/{tenant_id}/accounts/{account_id}/payment-method"):
+        {"customer_ref": "cus_taken", "method_ref": "pm_taken"},
 }
 # Query strings some routes need to get past validation.
 QUERIES: dict[tuple[str, str], str] = {
@@ -167,7 +169,8 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                   "webhook_deliveries", "webhook_events", "account_plan_history", "payments",
                   "payment_allocations", "credit_notes", "dunning_ladders", "account_dunning",
                   "dunning_entries", "gateway_accounts", "gateway_events", "pay_links",
-                  "prepaid_policies", "prepaid_expiries", "prepaid_dormancy"):
+                  "prepaid_policies", "prepaid_expiries", "prepaid_dormancy",
+                  "payment_methods", "auto_topup_attempts"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
@@ -224,6 +227,9 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
     r = await b.put(z + "/dunning-ladder", json={"steps": [{"name": "z", "min_days": 3}]})
     assert r.status_code == 200, r.text
     r = await b.put(z + "/prepaid-policy", json={"validity_days": 90, "inactivate_after": 30})
+    assert r.status_code == 200, r.text
+    r = await b.put(z + "/accounts/b1/payment-method", json={"customer_ref": "cus_zeta",
+                                                              "method_ref": "pm_zeta"})
     assert r.status_code == 200, r.text
     r = await b.post(z + f"/invoices/{invoice_id}/finalize")
     assert r.status_code == 200, r.text
