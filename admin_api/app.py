@@ -11,7 +11,7 @@ from typing import Final
 
 from fastapi import FastAPI
 
-from admin_api import audit, calls, keys_routes, tenants
+from admin_api import audit, calls, keys_routes, self_service_routes, tenants
 from admin_api.accounts import routes as accounts
 from admin_api.alerts import routes as alerts
 from admin_api.alerts.hub import AlertHub
@@ -28,6 +28,7 @@ from admin_api.billing import (
     gateways_routes,
     invoices_routes,
     payments_routes,
+    plan_change_routes,
     prepaid_routes,
     reports_routes,
     settings_routes,
@@ -54,7 +55,8 @@ ROUTERS: Final = (
     accounts_billing_routes.router, invoices_routes.router, webhooks_routes.router,
     exports_routes.router, payments_routes.router, reports_routes.router,
     credit_notes_routes.router, dunning_routes.router, gateways_routes.router,
-    prepaid_routes.router, auto_topup_routes.router,
+    prepaid_routes.router, auto_topup_routes.router, plan_change_routes.router,
+    self_service_routes.router,
 )
 
 

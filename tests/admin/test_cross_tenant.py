@@ -88,6 +88,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/tenants/{tenant_id}/dunning-ladder"):
         {"steps": [{"name": "taken", "min_days": 1, "status": "suspended"}]},
     ("PUT", "/v1/tenants/{tenant_id}/prepaid-policy"): {"validity_days": 1},
+    ("POST", "/v1/tenants/{tenant_id}/accounts/{account_id}/plan-change-requests"):
+        {"plan_id": "bp_z", "effective": "now"},
+    ("POST", "/v1/tenants/{tenant_id}/plan-change-requests/{request_id}/reject"):
+        {"reason": "taken over"},
     ("PUT", "/v1/tenants/{tenant_id}/accounts/{account_id}/payment-method"):
         {"customer_ref": "cus_taken", "method_ref": "pm_taken"},
 }
@@ -95,11 +99,13 @@ BODIES: dict[tuple[str, str], Any] = {
 QUERIES: dict[tuple[str, str], str] = {
     ("GET", "/v1/tenants/{tenant_id}/exports/invoices"): "?from=2020-01-01&to=2020-02-01",
     ("GET", "/v1/tenants/{tenant_id}/exports/invoice-lines"): "?from=2020-01-01&to=2020-02-01",
+    ("GET", "/v1/tenants/{tenant_id}/accounts/{account_id}/plan-change-preview"):
+        "?plan_id=bp_z2",
 }
 # The path parameters that name one of B's objects (checked on A's own tenant too).
 FOREIGN = ("account_id", "key_id", "rate_id", "alert_id", "bill_plan_id", "tax_code",
            "discount_id", "did_number", "charge_id", "invoice_id", "endpoint_id", "delivery_id",
-           "payment_id", "credit_note_id")
+           "payment_id", "credit_note_id", "request_id")
 # Routes not under a tenant: what a tenant key gets there.
 UNSCOPED = {
     ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/v1/me"),
@@ -107,6 +113,10 @@ UNSCOPED = {
     ("GET", "/v1/platform/keys"), ("POST", "/v1/platform/keys"),
     ("POST", "/v1/platform/keys/{key_id}/rotate"), ("POST", "/v1/platform/keys/{key_id}/revoke"),
     ("POST", "/v1/gateway-webhooks/{gateway}/{tenant_id}"),  # no key: the gateway's signature
+    # the customer's self-service token only (its account is the scope): keys get a 401
+    ("GET", "/v1/self/plan-change-preview"), ("POST", "/v1/self/plan-change-requests"),
+    ("GET", "/v1/self/plan-change-requests"),
+    ("POST", "/v1/self/plan-change-requests/{request_id}/cancel"),
 }
 
 
@@ -170,7 +180,8 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                   "payment_allocations", "credit_notes", "dunning_ladders", "account_dunning",
                   "dunning_entries", "gateway_accounts", "gateway_events", "pay_links",
                   "prepaid_policies", "prepaid_expiries", "prepaid_dormancy",
-                  "payment_methods", "auto_topup_attempts"):
+                  "payment_methods", "auto_topup_attempts", "plan_change_requests",
+                  "self_service_tokens"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
@@ -231,6 +242,12 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
     r = await b.put(z + "/accounts/b1/payment-method", json={"customer_ref": "cus_zeta",
                                                               "method_ref": "pm_zeta"})
     assert r.status_code == 200, r.text
+    r = await b.post(z + "/bill-plans", json={"plan_id": "bp_z2", "plan_fee": "9.00"})
+    assert r.status_code == 201, r.text
+    r = await b.post(z + "/accounts/b1/plan-change-requests", json={"plan_id": "bp_z2"})
+    assert r.status_code == 201, r.text
+    request_id = r.json()["request_id"]
+    assert (await b.post(z + "/accounts/b1/self-service-tokens")).status_code == 201
     r = await b.post(z + f"/invoices/{invoice_id}/finalize")
     assert r.status_code == 200, r.text
     r = await b.post(z + f"/invoices/{invoice_id}/credit-notes",
@@ -242,6 +259,7 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
                                                   "webhook_secret": "whsec_zeta_secret"})
     assert r.status_code == 200, r.text
     return {"payment_id": payment_id, "credit_note_id": credit_note_id, "gateway": "stripe",
+            "request_id": request_id,
             "bill_plan_id": "bp_z", "tax_code": "VAT_Z",
             "discount_id": "d_z", "did_number": "4930000001", "charge_id": charge_id,
             "invoice_id": invoice_id, "endpoint_id": endpoint_id, "delivery_id": str(delivery_id)}
@@ -320,6 +338,7 @@ async def test_unscoped_routes_show_a_tenant_key_only_itself(api: Api, world: Wo
         assert r.json() == {"key_id": world.a.key_ids[role], "role": role, "tenant_id": "acme"}
         problem(await c.post("/v1/tenants", json={"tenant_id": "x", "currency": "USD"}), 403)
         problem(await c.get("/v1/audit"), 403)
+        problem(await c.get("/v1/self/plan-change-requests"), 401)  # a key is no customer token
         problem(await c.get("/v1/platform/keys"), 403)
         problem(await c.post("/v1/platform/keys", json={}), 403)
         problem(await c.post(f"/v1/platform/keys/{world.b.key_ids['ops']}/rotate"), 403)
