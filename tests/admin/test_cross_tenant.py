@@ -99,6 +99,7 @@ BODIES: dict[tuple[str, str], Any] = {
 QUERIES: dict[tuple[str, str], str] = {
     ("GET", "/v1/tenants/{tenant_id}/exports/invoices"): "?from=2020-01-01&to=2020-02-01",
     ("GET", "/v1/tenants/{tenant_id}/exports/invoice-lines"): "?from=2020-01-01&to=2020-02-01",
+    ("GET", "/v1/tenants/{tenant_id}/reports/payments"): "?from=2020-01-01&to=2030-01-01",
     ("GET", "/v1/tenants/{tenant_id}/accounts/{account_id}/plan-change-preview"):
         "?plan_id=bp_z2",
 }

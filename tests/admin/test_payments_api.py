@@ -88,6 +88,20 @@ async def test_pay_replay_reverse_and_receivables(api: Api, finance_world: World
     assert csv_text.splitlines()[1].startswith("p1,USD,23.23,13.23,0.00,10.00,10.00")
     problem(await ops.get(f"{T}/reports/aging?account_id=b1"), 404)  # B's account, A's key
 
+    # Payments by method and day: the bounced cheque received and reversed, the card net
+    day = date.fromisoformat(first["received_on"])
+    r = await ops.get(f"{T}/reports/payments?from={day}&to={day + timedelta(days=1)}")
+    assert r.status_code == 200, r.text
+    by_method = {row["method"]: row for row in r.json()["rows"]}
+    assert (by_method["cheque"]["received"], by_method["cheque"]["reversed"],
+            by_method["cheque"]["net"]) == ("10.00", "10.00", "0.00")  # fmt: skip
+    assert (by_method["card"]["payments"], by_method["card"]["net"]) == ("1", "20.00")
+    csv_rows = (await ops.get(f"{T}/reports/payments?from={day}&to={day + timedelta(days=1)}"
+                              "&format=csv")).text.splitlines()  # fmt: skip
+    assert csv_rows[0] == "day,method,currency,payments,received,reversed,refunded,net"
+    assert len(csv_rows) == 3
+    problem(await ops.get(f"{T}/reports/payments?from={day}&to={day}"), 422)
+
 
 async def test_credit_note_through_the_api(api: Api, finance_world: World) -> None:
     world = finance_world
