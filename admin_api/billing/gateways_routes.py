@@ -13,18 +13,21 @@ from pydantic import Field, StringConstraints
 
 from admin_api.audit import record_change
 from admin_api.auth import BILLING_ADMINS, BILLING_READERS, Scope, allow
+from admin_api.billing.catalog_views import minor_in
 from admin_api.billing.dunning_routes import reevaluate
 from admin_api.billing.invoices_routes import INVOICE, InvoicePath
+from admin_api.billing.schemas import MoneyIn
 from admin_api.billing.webhooks_routes import secrets_or_503
 from admin_api.context import Ctx
 from admin_api.problems import ApiProblem, responses
-from admin_api.schemas import ID_PATTERN, Body, Out
+from admin_api.schemas import ID_PATTERN, AccountPath, Body, Out
 from billing.amounts import format_minor
 from billing.catalog import lookups
 from billing.errors import BillingNotFound
 from billing.gateways import accounts as gateway_accounts
 from billing.gateways.inbox import receive, resolve
 from billing.gateways.model import GatewayRejected
+from charging_engine.accounts import record
 
 router = APIRouter(tags=["receivables"])
 
@@ -33,6 +36,7 @@ Admins = Annotated[Scope, Depends(allow(BILLING_ADMINS))]
 GatewayName = Literal["stripe", "paypal", "ccavenue"]
 GATEWAY = "/v1/tenants/{tenant_id}/gateways/{gateway}"
 WEBHOOK = "/v1/gateway-webhooks/{gateway}/{tenant_id}"
+ACCOUNT_LINK = "/v1/tenants/{tenant_id}/accounts/{account_id}/pay-link"
 Secret = Annotated[str, StringConstraints(min_length=8, max_length=500, pattern=r"^[!-~]+$")]
 WebUrl = Annotated[str, StringConstraints(min_length=8, max_length=2000,
                                           pattern=r"^https?://[^\s\x00-\x1f]+$")]  # fmt: skip
@@ -66,6 +70,10 @@ class PayLinkIn(Body):
     gateway: GatewayName = "stripe"
     success_url: WebUrl
     cancel_url: WebUrl
+
+
+class TopupLinkIn(PayLinkIn):
+    amount: MoneyIn = Field(description="What the customer tops up, in the account currency")
 
 
 class PayLinkOut(Out):
@@ -144,6 +152,43 @@ async def pay_link(ctx: Ctx, scope: Admins, invoice_id: InvoicePath, body: PayLi
         )  # fmt: skip
     return PayLinkOut(url=link.url, reference=link.reference,
                       amount=format_minor(inv["open"], cur), currency=cur)  # fmt: skip
+
+
+@router.post(ACCOUNT_LINK, response_model=PayLinkOut,
+             responses=responses(401, 403, 404, 409, 422, 502, 503),
+             summary="A pay link for a prepaid top-up of the given amount")
+async def topup_link(ctx: Ctx, scope: Admins, account_id: AccountPath, body: TopupLinkIn
+                     ) -> PayLinkOut:  # fmt: skip
+    secrets = secrets_or_503()
+    acct = await record.require(ctx.pool, scope.tenant_id, account_id)
+    cur = acct.currency
+    if acct.kind.value != "prepaid":
+        raise ApiProblem(409, "not_prepaid", f"account {account_id} is postpaid: pay its"
+                         " invoices instead")  # fmt: skip
+    amount = minor_in(body.amount, cur, "amount")
+    if amount <= 0:
+        raise ApiProblem(422, "invalid_request", "amount must be above zero")
+    async with ctx.pool.acquire() as conn:
+        gw = await gateway_accounts.gateway_for(conn, secrets, scope.tenant_id, body.gateway)
+        meta = {"tenant_id": scope.tenant_id, "account_id": account_id}
+        key = hashlib.sha256(f"{scope.tenant_id}:{account_id}:{amount}:{ctx.now().date()}"
+                             .encode()).hexdigest()  # the same top-up asked twice a day: one
+        try:
+            link = await gw.pay_link(amount=amount, currency=cur,
+                                     description=f"Top-up of account {account_id}",
+                                     metadata=meta, success_url=body.success_url,
+                                     cancel_url=body.cancel_url, idempotency_key=key)
+        except Exception as e:
+            raise ApiProblem(502, "gateway_error", f"{body.gateway} refused: {e}"[:300]) from None
+        finally:
+            await gw.aclose()
+        await conn.execute(
+            "INSERT INTO pay_links (tenant_id, gateway, reference, invoice_id, account_id,"
+            " amount, currency, url) VALUES ($1, $2, $3, NULL, $4, $5, $6, $7)"
+            " ON CONFLICT DO NOTHING", scope.tenant_id, body.gateway, link.reference,
+            account_id, amount, cur, link.url)  # fmt: skip
+    return PayLinkOut(url=link.url, reference=link.reference, amount=format_minor(amount, cur),
+                      currency=cur)  # fmt: skip
 
 
 @router.post(WEBHOOK, response_model=ReceivedOut, responses=responses(400, 404, 413, 422, 503),

@@ -85,6 +85,9 @@ BODIES: dict[tuple[str, str], Any] = {
         {"api_key": "sk_test_taken_over", "webhook_secret": "whsec_taken_over"},
     ("POST", "/v1/tenants/{tenant_id}/invoices/{invoice_id}/pay-link"):
         {"success_url": "https://a.example/ok", "cancel_url": "https://a.example/no"},
+    ("POST", "/v1/tenants/{tenant_id}/accounts/{account_id}/pay-link"):
+        {"amount": "5.00", "success_url": "https://a.example/ok",
+         "cancel_url": "https://a.example/no"},
     ("PUT", "/v1/tenants/{tenant_id}/dunning-ladder"):
         {"steps": [{"name": "taken", "min_days": 1, "status": "suspended"}]},
     ("PUT", "/v1/tenants/{tenant_id}/prepaid-policy"): {"validity_days": 1},

@@ -118,3 +118,32 @@ async def test_foreign_unknown_and_reordered_events(
                                               "Content-Type": "application/json"})  # fmt: skip
         problem(r, 404)  # zeta has no Stripe account configured: nothing stored for it
         assert await count(api, "gateway_events") == 4
+
+
+async def test_a_top_up_pay_link_credits_the_prepaid_balance_once(
+    api: Api, finance_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CE_SECRETS_KEY", generate_key())
+    fin = finance_world.a.clients["finance"]
+    async with StripeStandIn() as stripe:
+        r = await fin.put(f"{T}/gateways/stripe", json={
+            "api_key": stripe.api_key, "webhook_secret": stripe.webhook_secret,
+            "base_url": stripe.base_url})  # fmt: skip
+        assert r.status_code == 200, r.text
+        before = await api.engine.store.state("acme", "a1")
+        assert before is not None
+        body = {"amount": "15.00", "success_url": "https://acme.example/ok",
+                "cancel_url": "https://acme.example/no"}  # fmt: skip
+        r = await fin.post(f"{T}/accounts/a1/pay-link", json=body)
+        assert r.status_code == 200, r.text
+        link = r.json()
+        assert (link["amount"], link["currency"]) == ("15.00", "USD")
+        assert stripe.sessions[link["reference"]]["amount_total"] == 1500
+        problem(await fin.post(f"{T}/accounts/a1/pay-link", json={**body, "amount": "0"}), 422)
+        problem(await fin.post(f"{T}/accounts/a1/pay-link", json={**body, "amount": "1.001"}),
+                422)  # fmt: skip
+        paid = stripe.paid_event(link["reference"])
+        assert await deliver(finance_world, *paid) == (200, "payment")
+        assert await deliver(finance_world, *paid) == (200, "duplicate")
+        after = await api.engine.store.state("acme", "a1")
+        assert after is not None and after.balance - before.balance == 15_000_000
