@@ -182,7 +182,9 @@ class PayPalGateway:
         unit: dict[str, Any] = {k: v for k, v in {
             "reference_id": invoice[:_MAX_ID] or "default",
             "custom_id": custom if len(custom) <= _MAX_ID else "",  # else: the link's reference
-            "invoice_id": invoice[:_MAX_ID], "description": description[:_MAX_ID],
+            # PayPal refuses a second capture under one invoice_id: one per link, not per invoice
+            "invoice_id": f"{invoice[:100]}-{idempotency_key[:16]}" if invoice else "",
+            "description": description[:_MAX_ID],
             "amount": {"currency_code": currency, "value": to_value(amount, currency)},
         }.items() if v}  # fmt: skip
         context = {"return_url": success_url, "cancel_url": cancel_url, "user_action": "PAY_NOW"}

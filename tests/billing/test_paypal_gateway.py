@@ -70,7 +70,7 @@ async def test_pay_link_is_an_order_for_the_amount(paypal: PayPalStandIn,
     assert order["status"] == "PAYER_ACTION_REQUIRED" and order["intent"] == "CAPTURE"
     unit = order["purchase_units"][0]
     assert unit["amount"] == {"currency_code": "EUR", "value": "23.23"}
-    assert unit["invoice_id"] == "INV-2024-0001"
+    assert unit["invoice_id"] == "INV-2024-0001-k1"  # one per link: PayPal refuses repeats
     assert unit["description"] == "Invoice INV-2024-0001"
     assert len(unit["custom_id"]) <= 127
     sent = paypal.requests[link.reference]["payment_source"]["paypal"]["experience_context"]
