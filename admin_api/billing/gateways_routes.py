@@ -117,29 +117,21 @@ async def get_gateway(ctx: Ctx, scope: Readers, gateway: GatewayName) -> Gateway
                       webhook_path=WEBHOOK.format(gateway=gateway, tenant_id=scope.tenant_id))
 
 
-@router.post(INVOICE + "/pay-link", response_model=PayLinkOut,
-             responses=responses(401, 403, 404, 409, 422, 502, 503),
-             summary="A pay link for what the invoice still owes")
-async def pay_link(ctx: Ctx, scope: Admins, invoice_id: InvoicePath, body: PayLinkIn
-                   ) -> PayLinkOut:  # fmt: skip
+async def _link(ctx: Ctx, tenant_id: str, body: PayLinkIn, *, account_id: str,
+                invoice_id: str | None, amount: int, cur: str, description: str,
+                key: str) -> PayLinkOut:  # fmt: skip
+    """Ask the gateway for a pay link and record it (the webhook resolves its events to it)."""
     secrets = secrets_or_503()
+    meta = {"tenant_id": tenant_id, "account_id": account_id}
+    if invoice_id is not None:
+        meta["invoice_id"] = invoice_id
     async with ctx.pool.acquire() as conn:
-        inv = await conn.fetchrow("SELECT * FROM invoice_open WHERE tenant_id = $1"
-                                  " AND invoice_id = $2", scope.tenant_id, invoice_id)  # fmt: skip
-        if inv is None:
-            raise ApiProblem(404, "not_found", f"open invoice {invoice_id!r} not found")
-        if inv["open"] <= 0:
-            raise ApiProblem(409, "nothing_owed", f"invoice {invoice_id} owes nothing")
-        gw = await gateway_accounts.gateway_for(conn, secrets, scope.tenant_id, body.gateway)
-        cur = inv["currency"].strip()
-        meta = {"tenant_id": scope.tenant_id, "account_id": inv["account_id"],
-                "invoice_id": invoice_id}  # fmt: skip
-        key = hashlib.sha256(f"{scope.tenant_id}:{invoice_id}:{inv['open']}".encode()).hexdigest()
+        gw = await gateway_accounts.gateway_for(conn, secrets, tenant_id, body.gateway)
         try:
-            link = await gw.pay_link(amount=inv["open"], currency=cur,
-                                     description=f"Invoice {invoice_id}", metadata=meta,
-                                     success_url=body.success_url, cancel_url=body.cancel_url,
-                                     idempotency_key=key)  # fmt: skip
+            link = await gw.pay_link(amount=amount, currency=cur, description=description,
+                                     metadata=meta, success_url=body.success_url,
+                                     cancel_url=body.cancel_url,
+                                     idempotency_key=hashlib.sha256(key.encode()).hexdigest())
         except Exception as e:  # the gateway's API failed: nothing was made
             raise ApiProblem(502, "gateway_error", f"{body.gateway} refused: {e}"[:300]) from None
         finally:
@@ -147,11 +139,28 @@ async def pay_link(ctx: Ctx, scope: Admins, invoice_id: InvoicePath, body: PayLi
         await conn.execute(
             "INSERT INTO pay_links (tenant_id, gateway, reference, invoice_id, account_id,"
             " amount, currency, url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " ON CONFLICT DO NOTHING", scope.tenant_id, body.gateway, link.reference,
-            invoice_id, inv["account_id"], inv["open"], cur, link.url,
-        )  # fmt: skip
-    return PayLinkOut(url=link.url, reference=link.reference,
-                      amount=format_minor(inv["open"], cur), currency=cur)  # fmt: skip
+            " ON CONFLICT DO NOTHING", tenant_id, body.gateway, link.reference, invoice_id,
+            account_id, amount, cur, link.url)  # fmt: skip
+    return PayLinkOut(url=link.url, reference=link.reference, amount=format_minor(amount, cur),
+                      currency=cur)  # fmt: skip
+
+
+@router.post(INVOICE + "/pay-link", response_model=PayLinkOut,
+             responses=responses(401, 403, 404, 409, 422, 502, 503),
+             summary="A pay link for what the invoice still owes")
+async def pay_link(ctx: Ctx, scope: Admins, invoice_id: InvoicePath, body: PayLinkIn
+                   ) -> PayLinkOut:  # fmt: skip
+    secrets_or_503()
+    inv = await ctx.pool.fetchrow("SELECT * FROM invoice_open WHERE tenant_id = $1"
+                                  " AND invoice_id = $2", scope.tenant_id, invoice_id)  # fmt: skip
+    if inv is None:
+        raise ApiProblem(404, "not_found", f"open invoice {invoice_id!r} not found")
+    if inv["open"] <= 0:
+        raise ApiProblem(409, "nothing_owed", f"invoice {invoice_id} owes nothing")
+    return await _link(ctx, scope.tenant_id, body, account_id=inv["account_id"],
+                       invoice_id=invoice_id, amount=inv["open"], cur=inv["currency"].strip(),
+                       description=f"Invoice {invoice_id}",
+                       key=f"{scope.tenant_id}:{invoice_id}:{inv['open']}")  # fmt: skip
 
 
 @router.post(ACCOUNT_LINK, response_model=PayLinkOut,
@@ -159,7 +168,7 @@ async def pay_link(ctx: Ctx, scope: Admins, invoice_id: InvoicePath, body: PayLi
              summary="A pay link for a prepaid top-up of the given amount")
 async def topup_link(ctx: Ctx, scope: Admins, account_id: AccountPath, body: TopupLinkIn
                      ) -> PayLinkOut:  # fmt: skip
-    secrets = secrets_or_503()
+    secrets_or_503()
     acct = await record.require(ctx.pool, scope.tenant_id, account_id)
     cur = acct.currency
     if acct.kind.value != "prepaid":
@@ -168,27 +177,9 @@ async def topup_link(ctx: Ctx, scope: Admins, account_id: AccountPath, body: Top
     amount = minor_in(body.amount, cur, "amount")
     if amount <= 0:
         raise ApiProblem(422, "invalid_request", "amount must be above zero")
-    async with ctx.pool.acquire() as conn:
-        gw = await gateway_accounts.gateway_for(conn, secrets, scope.tenant_id, body.gateway)
-        meta = {"tenant_id": scope.tenant_id, "account_id": account_id}
-        key = hashlib.sha256(f"{scope.tenant_id}:{account_id}:{amount}:{ctx.now().date()}"
-                             .encode()).hexdigest()  # the same top-up asked twice a day: one
-        try:
-            link = await gw.pay_link(amount=amount, currency=cur,
-                                     description=f"Top-up of account {account_id}",
-                                     metadata=meta, success_url=body.success_url,
-                                     cancel_url=body.cancel_url, idempotency_key=key)
-        except Exception as e:
-            raise ApiProblem(502, "gateway_error", f"{body.gateway} refused: {e}"[:300]) from None
-        finally:
-            await gw.aclose()
-        await conn.execute(
-            "INSERT INTO pay_links (tenant_id, gateway, reference, invoice_id, account_id,"
-            " amount, currency, url) VALUES ($1, $2, $3, NULL, $4, $5, $6, $7)"
-            " ON CONFLICT DO NOTHING", scope.tenant_id, body.gateway, link.reference,
-            account_id, amount, cur, link.url)  # fmt: skip
-    return PayLinkOut(url=link.url, reference=link.reference, amount=format_minor(amount, cur),
-                      currency=cur)  # fmt: skip
+    return await _link(ctx, scope.tenant_id, body, account_id=account_id, invoice_id=None,
+                       amount=amount, cur=cur, description=f"Top-up of account {account_id}",
+                       key=f"{scope.tenant_id}:{account_id}:{amount}:{ctx.now().date()}")
 
 
 @router.post(WEBHOOK, response_model=ReceivedOut, responses=responses(400, 404, 413, 422, 503),
