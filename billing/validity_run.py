@@ -114,6 +114,10 @@ async def evaluate(pool: Any, money: MoneyOperations, accounts: AccountChanges,
     today = at.astimezone(ZoneInfo(acct["timezone"])).date()
     out.steps = await _dormancy(pool, money, accounts, policy, tenant_id, account_id,
                                 acct["status"], today, at)  # fmt: skip
+    await pool.execute(
+        "INSERT INTO prepaid_checks (tenant_id, account_id, checked_on) VALUES ($1, $2, $3)"
+        " ON CONFLICT (tenant_id, account_id) DO UPDATE SET checked_on = excluded.checked_on",
+        tenant_id, account_id, today)  # fmt: skip
     return out
 
 
@@ -249,22 +253,27 @@ async def _step(conn: Conn, accounts: AccountChanges, tenant_id: str, account_id
 
 
 CANDIDATES_SQL: Final = """
-SELECT a.tenant_id, a.account_id
-FROM accounts a JOIN prepaid_policies p USING (tenant_id)
-WHERE a.kind = 'prepaid' AND a.status <> 'terminated' AND (
-    a.status = 'inactive'
-    OR (p.policy->>'inactivate_after' IS NOT NULL AND COALESCE((
-        SELECT balance_after FROM ledger_entries l WHERE l.tenant_id = a.tenant_id
-        AND l.account_id = a.account_id ORDER BY l.seq DESC LIMIT 1), 0) <= 0)
-    OR EXISTS (
-        SELECT 1 FROM ledger_entries e
-        WHERE e.tenant_id = a.tenant_id AND e.account_id = a.account_id AND e.kind = 'topup'
-          AND e.extra ? 'valid_until'
-          AND (e.extra->>'valid_until')::timestamptz <= $1::timestamptz
-              + make_interval(days => COALESCE((p.policy->>'warn_days')::int, 7))
-          AND NOT EXISTS (SELECT 1 FROM prepaid_expiries x WHERE x.tenant_id = e.tenant_id
-                          AND x.account_id = e.account_id AND x.ref = e.seq
-                          AND x.status = 'done')))
+WITH a AS (
+    SELECT a.tenant_id, a.account_id, a.status, p.policy, c.checked_on,
+           (($1::timestamptz) AT TIME ZONE t.timezone)::date AS today,
+           (SELECT balance_after FROM ledger_entries l WHERE l.tenant_id = a.tenant_id
+            AND l.account_id = a.account_id ORDER BY l.seq DESC LIMIT 1) AS balance
+    FROM accounts a JOIN prepaid_policies p USING (tenant_id) JOIN tenants t USING (tenant_id)
+    LEFT JOIN prepaid_checks c USING (tenant_id, account_id)
+    WHERE a.kind = 'prepaid' AND a.status <> 'terminated'
+)
+SELECT tenant_id, account_id FROM a
+WHERE EXISTS (SELECT 1 FROM ledger_entries e WHERE e.tenant_id = a.tenant_id
+              AND e.account_id = a.account_id AND e.kind = 'topup' AND e.extra ? 'valid_until'
+              AND (e.extra->>'valid_until')::timestamptz
+                  <= $1::timestamptz + make_interval(days => CASE WHEN a.checked_on >= a.today
+                     THEN 0 ELSE COALESCE((a.policy->>'warn_days')::int, 7) END)
+              AND NOT EXISTS (SELECT 1 FROM prepaid_expiries x WHERE x.tenant_id = e.tenant_id
+                              AND x.account_id = e.account_id AND x.ref = e.seq
+                              AND x.status = 'done'))
+   OR (a.status = 'inactive' AND COALESCE(a.balance, 0) > 0)
+   OR ((a.checked_on IS NULL OR a.checked_on < a.today)
+       AND a.policy->>'inactivate_after' IS NOT NULL AND COALESCE(a.balance, 0) <= 0)
 """
 
 

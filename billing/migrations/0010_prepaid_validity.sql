@@ -28,3 +28,12 @@ CREATE TABLE prepaid_dormancy (
     at         timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, account_id, zero_since, step)
 );
+
+-- The day an account was last evaluated: dormancy and warnings are looked at once a day, money
+-- past its validity every tick.
+CREATE TABLE prepaid_checks (
+    tenant_id  text NOT NULL,
+    account_id text NOT NULL,
+    checked_on date NOT NULL,
+    PRIMARY KEY (tenant_id, account_id)
+);

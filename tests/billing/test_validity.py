@@ -194,6 +194,15 @@ async def test_the_scheduled_screen_finds_what_is_due(world: World) -> None:
     await w.drain()
     assert await w.balance("p1") == 0 and await w.balance("p2") == 4 * USD
 
+    async def due(day: float) -> set[str]:
+        at = DAY0 + timedelta(days=day)
+        return {r["account_id"] for r in await w.pool.fetch(validity_run.CANDIDATES_SQL, at)}
+
+    # p1 at zero is looked at for dormancy once a day, not every tick; p2's money is not due
+    assert await due(3.01) == set()
+    assert await due(4) == {"p1"}
+    assert await due(302) == {"p1", "p2"}  # p2's top-up past its validity: due every tick
+
 
 def test_policy_documents_are_checked() -> None:
     assert parse_policy(policy_doc(POLICY)) == POLICY
