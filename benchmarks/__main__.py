@@ -6,6 +6,7 @@
     python -m benchmarks invoicing       # the invoice run: 100k postpaid accounts, 10M calls
     python -m benchmarks documents       # invoice PDFs rendered per second
     python -m benchmarks dunning         # the suspension ladder over 100k accounts; payments/s
+    python -m benchmarks prepaid         # expiring prepaid money: accounts/s
     python -m benchmarks load --users 50 --run-time 30s   # locust load test with a report
 """
 
@@ -20,6 +21,7 @@ from benchmarks import (
     dunning,
     invoicing,
     lifecycle,
+    prepaid,
     rating,
     settlement,
     sql_debit,
@@ -54,6 +56,10 @@ def _dunning(a: argparse.Namespace) -> str:
     return dunning.report(dunning.run(a.accounts))
 
 
+def _prepaid(a: argparse.Namespace) -> str:
+    return prepaid.report(prepaid.run(min(a.accounts, 10_000)))
+
+
 def _invoicing(a: argparse.Namespace) -> str:
     return invoicing.report(invoicing.run(a.accounts, a.calls))
 
@@ -67,6 +73,7 @@ MICRO: dict[str, Callable[[argparse.Namespace], str]] = {
     "documents": _documents,
     "invoicing": _invoicing,
     "dunning": _dunning,
+    "prepaid": _prepaid,
 }
 
 

@@ -4,9 +4,10 @@ and then closed (Postgres and Redis through the engine's use cases).
 ``evaluate`` works on one prepaid account whose tenant has a policy. It needs the Postgres
 ledger to have caught up with Redis (same seq): the inflows it walks must be the ones the
 balance holds, so an account with entries still in flight is left for the next tick. Each due
-top-up's expiry is a ``prepaid_expiries`` row written before the money moves (pending, with the
-amount and the idempotency key ``expiry:<seq>:<attempt>``), so a crash or a second process
-finishes that same operation and never takes twice; a refusal (a call spent the money first)
+top-up's expiry is a ``prepaid_expiries`` row written before the money moves (pending, with
+the amount and the idempotency key ``expiry:<account>:<seq>:<attempt>``), so a crash or a
+second process finishes that same operation and never takes twice; a refusal (a call spent
+the money first)
 clears the amount to be computed again under the next attempt's key. Dormancy steps are rows of
 ``prepaid_dormancy`` per episode (the day the balance reached zero): each runs once. Warnings
 and steps go to the webhook outbox with a dedup key, for the notifications that follow them.
@@ -147,7 +148,8 @@ async def _expire(pool: Any, money: MoneyOperations, tenant_id: str, account_id:
     if take > 0:
         op = Operation.expiry(take, f"top-up #{ref} valid until {valid_until.isoformat()}")
         try:
-            await money.perform(ACTOR, tenant_id, account_id, op, f"expiry:{ref}:{attempt}")
+            await money.perform(ACTOR, tenant_id, account_id, op,
+                                f"expiry:{account_id}:{ref}:{attempt}")  # keys are per tenant
         except InsufficientFunds:  # spent meanwhile: computed again next time, a new key
             await pool.execute(
                 "UPDATE prepaid_expiries SET attempt = attempt + 1, amount = NULL WHERE"

@@ -202,6 +202,14 @@ async def test_the_scheduled_screen_finds_what_is_due(world: World) -> None:
     assert await due(3.01) == set()
     assert await due(4) == {"p1"}
     assert await due(302) == {"p1", "p2"}  # p2's top-up past its validity: due every tick
+    # both top-ups are their account's entry 2: each account's expiry is its own operation
+    assert await validity_run.evaluate_due(w.pool, w.money, w.accounts,
+                                           at=DAY0 + timedelta(days=302)) == 2  # fmt: skip
+    await w.drain()  # (p1 took its dormancy steps meanwhile)
+    assert await w.balance("p2") == 0
+    rows = await w.pool.fetch("SELECT account_id, amount FROM ledger_entries WHERE kind ="
+                              " 'expiry' ORDER BY account_id")  # fmt: skip
+    assert [(r["account_id"], r["amount"]) for r in rows] == [("p1", -4 * USD), ("p2", -4 * USD)]
 
 
 def test_policy_documents_are_checked() -> None:
