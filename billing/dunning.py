@@ -1,7 +1,7 @@
 """The suspension ladder (pure): which dunning step an overdue postpaid account is on.
 
 A tenant (or a bill plan) declares ordered steps, mildest first, e.g. reminder -> outgoing
-suspension -> service suspension -> inactivation. Each has conditions that must
+suspension -> service suspension -> termination. Each has conditions that must
 all hold (days since the oldest unpaid due date, open overdue amount at least X, number of
 unpaid overdue invoices) and actions that run once per entry into it (a notice, a late fee on
 the next invoice, an account status). As in Kill Bill's overdue states, the account is on the
@@ -28,13 +28,16 @@ __all__ = [
     "late_fee",
     "parse_ladder",
     "step_for",
+    "terminates",
+    "wanted_status",
 ]  # fmt: skip
 
 MAX_STEPS: Final = 10
-# Termination closes an account (its balance settled, a cancellation charge inside the minimum
-# term): not a status a ladder step sets yet.
+# Mildest first. Termination bars service at once, ends billing with a final invoice and closes
+# the account once its balance is settled (``billing.termination``): irreversible, so only the
+# last step of a ladder may set it.
 SETTABLE: Final = (AccountStatus.OUTGOING_SUSPENDED, AccountStatus.SUSPENDED,
-                   AccountStatus.INACTIVE)  # fmt: skip
+                   AccountStatus.INACTIVE, AccountStatus.TERMINATED)  # fmt: skip
 
 
 class LadderError(ValueError):
@@ -81,6 +84,8 @@ class Ladder:
             if s.status is not None and s.status not in SETTABLE:
                 raise LadderError(f"step {s.name}: status must be one of "
                                   f"{', '.join(x.value for x in SETTABLE)}")  # fmt: skip
+            if s.status is AccountStatus.TERMINATED and s is not self.steps[-1]:
+                raise LadderError(f"step {s.name}: terminated must be the last step")
             fee = s.late_fee
             if fee is not None and (fee.fixed < 0 or not 0 <= fee.percent <= 100
                                     or (fee.fixed == 0 and fee.percent == 0)):  # fmt: skip
@@ -98,6 +103,25 @@ class Overdue:
     oldest_due: date | None  # the oldest due date among unpaid invoices past due
     amount: int  # open amount of those invoices
     invoices: int  # how many
+
+
+def terminates(ladder: Ladder, step: int | None) -> bool:
+    """Whether ``step`` is the ladder's terminating step (only ever its last)."""
+    return step is not None and ladder.steps[step].status is AccountStatus.TERMINATED
+
+
+def wanted_status(ladder: Ladder, step: int | None) -> AccountStatus:
+    """The status the ladder wants on ``step``: the strictest one set at or above it; on the
+    terminating step, service barred (``suspended``, or ``inactive`` if a step set it) until
+    the account can be closed."""
+    wanted = AccountStatus.ACTIVE
+    for s in ladder.steps[: (step + 1) if step is not None else 0]:
+        if s.status is AccountStatus.TERMINATED:
+            if wanted is not AccountStatus.INACTIVE:
+                wanted = AccountStatus.SUSPENDED
+        elif s.status is not None:
+            wanted = s.status
+    return wanted
 
 
 def step_for(ladder: Ladder, overdue: Overdue, today: date) -> int | None:

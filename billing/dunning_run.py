@@ -8,7 +8,9 @@ next invoice, a ``dunning.step_entered`` event). When nothing is overdue any mor
 ends (``dunning.cleared``). Then the account status the ladder wants is set through the engine
 (``AccountChanges.change_status``, which pushes it to Redis at once), but only if the current
 status is ``active`` or was set by the ladder itself: a status an admin set by hand is left
-alone until the admin hands the account back (``resume``).
+alone until the admin hands the account back (``resume``). A terminating step's termination
+(final invoice, cancellation charge, close) is ``billing.termination``'s, in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -22,8 +24,18 @@ from typing import Any, Final
 
 import orjson
 
+from billing import termination
 from billing.catalog.lookups import Conn
-from billing.dunning import Ladder, Overdue, entered, late_fee, parse_ladder, step_for
+from billing.dunning import (
+    Ladder,
+    Overdue,
+    entered,
+    late_fee,
+    parse_ladder,
+    step_for,
+    terminates,
+    wanted_status,
+)
 from billing.webhooks.outbox import enqueue
 from charging_engine.account_status import AccountStatus
 from charging_engine.accounts.changes import AccountChanges
@@ -51,6 +63,7 @@ class Placement:
     entered: tuple[str, ...]  # steps entered by this evaluation
     status: AccountStatus | None  # the status set by this evaluation, if any
     held: bool  # the ladder wanted another status but an admin's manual one stands
+    termination: termination.State | None = None  # its state after this evaluation, if any
 
 
 async def ladder_for(conn: Conn, tenant_id: str, account_id: str) -> Ladder | None:
@@ -60,15 +73,6 @@ async def ladder_for(conn: Conn, tenant_id: str, account_id: str) -> Ladder | No
         " AND b.account_id = $2 ORDER BY l.plan_id DESC LIMIT 1", tenant_id, account_id,
     )  # fmt: skip
     return parse_ladder(orjson.loads(r["steps"])) if r is not None else None
-
-
-def _wanted(ladder: Ladder, step: int | None) -> AccountStatus:
-    """The status the ladder wants on ``step``: the strictest one set at or above it."""
-    wanted = AccountStatus.ACTIVE
-    for s in ladder.steps[: (step + 1) if step is not None else 0]:
-        if s.status is not None:
-            wanted = s.status
-    return wanted
 
 
 async def _ladder_owns_status(conn: Conn, tenant_id: str, account_id: str,
@@ -129,11 +133,20 @@ async def evaluate(conn: Conn, accounts: AccountChanges, tenant_id: str, account
             ladder.steps[target].name if target is not None else None, episode, at,
         )  # fmt: skip
         status, owned = await _ladder_owns_status(conn, tenant_id, account_id, cur["episode"])
-    wanted = _wanted(ladder, target)
+        ending = await termination.settle(
+            conn, accounts, ACTOR, tenant_id, account_id, terminal=terminates(ladder, target),
+            owned=owned, status=status, episode=cur["episode"], today=today, at=at,
+            reason=REASON_PREFIX + (ladder.steps[target].name if target is not None else ""),
+        )  # fmt: skip
+    if ending == "closed":
+        status = AccountStatus.TERMINATED.value
+    wanted = wanted_status(ladder, target)
     changed: AccountStatus | None = None
     held = False
-    if status != wanted.value:
-        if owned and status != AccountStatus.TERMINATED.value:
+    if status == AccountStatus.TERMINATED.value:
+        pass  # closed for good: nothing to set
+    elif status != wanted.value:
+        if owned:
             step_name = ladder.steps[target].name if target is not None else "cleared"
             await accounts.change_status(ACTOR, tenant_id, account_id, wanted,
                                          REASON_PREFIX + step_name)  # fmt: skip
@@ -141,7 +154,7 @@ async def evaluate(conn: Conn, accounts: AccountChanges, tenant_id: str, account
         else:
             held = True
     return Placement(account_id, target, ladder.steps[target].name if target is not None
-                     else None, names, changed, held)  # fmt: skip
+                     else None, names, changed, held, ending)  # fmt: skip
 
 
 async def _enter(conn: Conn, ladder: Ladder, tenant_id: str, account_id: str,
@@ -199,7 +212,9 @@ WITH c AS (
     LEFT JOIN account_dunning d USING (tenant_id, account_id)
 )
 SELECT c.*, o.oldest, COALESCE(o.amount, 0)::bigint AS amount, COALESCE(o.invoices, 0) AS n,
-       a.status, h.changed_by AS last_by
+       a.status, h.changed_by AS last_by, EXISTS (SELECT 1 FROM account_terminations x
+           WHERE x.tenant_id = c.tenant_id AND x.account_id = c.account_id
+           AND x.state = 'pending') AS closing
 FROM c
 JOIN accounts a USING (tenant_id, account_id)
 LEFT JOIN LATERAL (
@@ -215,13 +230,16 @@ WHERE c.step IS NOT NULL OR o.oldest IS NOT NULL
 
 
 def _needs(ladder: Ladder, r: Any) -> bool:
-    """Whether an account's step or status is not what the ladder wants (a cheap screen; the
-    per-account ``evaluate`` decides, under its lock)."""
+    """Whether an account's step or status is not what the ladder wants, or its termination
+    waits to be closed (a cheap screen; the per-account ``evaluate`` decides, under its
+    lock)."""
     target = step_for(ladder, Overdue(r["oldest"], r["amount"], r["n"]), r["today"])
-    if target != r["step"]:
+    if target != r["step"] or r["closing"]:
         return True
+    if r["status"] == AccountStatus.TERMINATED.value:
+        return False
     owned = r["last_by"] == ACTOR.key_id or r["status"] == AccountStatus.ACTIVE.value
-    return bool(owned and _wanted(ladder, target).value != r["status"])
+    return bool(owned and wanted_status(ladder, target).value != r["status"])
 
 
 async def evaluate_due(pool: Any, accounts: AccountChanges, *, at: datetime,
@@ -248,7 +266,8 @@ async def evaluate_due(pool: Any, accounts: AccountChanges, *, at: datetime,
             except Exception:  # one account's trouble never stops the others
                 LOGGER.exception("dunning of %s/%s failed", r["tenant_id"], r["account_id"])
                 return False
-        return p is not None and (bool(p.entered) or p.status is not None)
+        return p is not None and (bool(p.entered) or p.status is not None
+                                  or p.termination in ("closed", "cancelled"))
 
     return sum(await asyncio.gather(*(one(r) for r in due)))
 

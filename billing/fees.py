@@ -19,8 +19,8 @@ from billing.cycles import BillingPeriod
 from billing.proration import prorate
 
 __all__ = [
-    "DidTerms", "OneTimeCharge", "PlanSegment", "PlanTerms", "did_charges", "one_time_charges",
-    "recurring_charges",
+    "DidTerms", "OneTimeCharge", "PlanSegment", "PlanTerms", "did_charges", "final_settlement",
+    "one_time_charges", "recurring_charges",
 ]
 
 # A DID's fee is monthly; other periods charge it this many times (weekly: 12/52 of a month).
@@ -125,12 +125,34 @@ def recurring_charges(
     return out
 
 
+def final_settlement(
+    segments: Sequence[PlanSegment], start: date, end: date, billed_to: date,
+    tax_codes: tuple[str, ...], reference_days: int | None = None,
+) -> list[Charge]:
+    """A final period ``[start, end)`` whose fees were billed in advance up to ``billed_to``:
+    the fees of the days used (prorated like any period cut short) less what the advance
+    invoice charged, so the days after the end are given back and nothing is billed ahead."""
+    if not segments:
+        return []
+    first = segments[0]
+    as_billed = PlanSegment(first.terms, start, billed_to, first.extensions, first.seats)
+    out = recurring_charges(segments, start, end, tax_codes, reference_days)
+    for c in recurring_charges((as_billed,), start, billed_to, tax_codes):
+        out.append(Charge(
+            kind=LineKind.RECURRING, description=f"Billed in advance: {c.description}",
+            amount=-c.amount, tax_codes=c.tax_codes, quantity=c.quantity, unit=c.unit,
+            ref=c.ref,
+        ))
+    return out
+
+
 def did_charges(
     dids: Sequence[DidTerms], start: date, end: date, period: BillingPeriod,
-    tax_codes: tuple[str, ...],
+    tax_codes: tuple[str, ...], reference_days: int | None = None,
 ) -> list[Charge]:
-    """Setup fees not yet billed and the period's share of each DID's fee."""
-    days = (end - start).days
+    """Setup fees not yet billed and the period's share of each DID's fee (``reference_days``:
+    the length the period would have had, for a final period cut short)."""
+    days = max(reference_days or 0, (end - start).days)
     out: list[Charge] = []
     for did in dids:
         if did.assigned_on is None:

@@ -5,6 +5,10 @@ split the work, none waits for another), billed set-based, and committed in one 
 together with each account's advanced billing state. A crash or a kill anywhere rolls the
 batch back; the next run bills it again. ``invoices_period_uq`` (tenant, account, period) is
 the last guard: a period can never get two invoices.
+
+An account whose billing ends (``billing_accounts.ends_on``, set by a termination) is billed up
+to that day: the period reaching it is cut short and is the final one (``ended_at``), after
+which the account is never due again (``run_inputs.final_view``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from billing.clock import Clock
 from billing.composition import UsageGroup
 from billing.cycles import period_of, start_of_day
 from billing.fees import PlanSegment
+from billing.final_invoice import build_final
 from billing.invoice_build import AccountToBill, Built, build, consolidate
 from billing.invoice_store import InvoiceHeader, insert_many, new_id
 
@@ -35,9 +40,10 @@ SELECT ba.*, a.currency, t.timezone
 FROM billing_accounts ba
 JOIN accounts a ON a.tenant_id = ba.tenant_id AND a.account_id = ba.account_id
 JOIN tenants t ON t.tenant_id = ba.tenant_id
-WHERE ba.open_ends_at <= $1 AND a.kind = 'postpaid'
+WHERE LEAST(ba.open_ends_at, ba.ends_at) <= $1 AND ba.ended_at IS NULL
+  AND a.kind = 'postpaid'
   AND ($3::text IS NULL OR (ba.tenant_id = $3 AND ba.account_id = $4))
-ORDER BY ba.open_ends_at
+ORDER BY LEAST(ba.open_ends_at, ba.ends_at)
 LIMIT $2
 FOR UPDATE OF ba SKIP LOCKED
 """
@@ -86,7 +92,7 @@ def _batch_args(rows: Sequence[Any], cuts: Sequence[Cut] | None = None) -> list[
         [r["tenant_id"] for r in rows], [r["account_id"] for r in rows],
         [r["billed_seq"] for r in rows], [r["billed_end"] for r in rows],
         [r["carry_seq"] - 1 if r["carry_seq"] is not None else r["billed_seq"] for r in rows],
-        [r["open_ends_at"] for r in rows], list(range(len(rows))),
+        [r["usage_until"] for r in rows], list(range(len(rows))),
     ]
     if cuts is not None:
         args.append([c.cut for c in cuts])
@@ -95,6 +101,7 @@ def _batch_args(rows: Sequence[Any], cuts: Sequence[Cut] | None = None) -> list[
 
 async def cuts_for(conn: asyncpg.Connection, rows: Sequence[Any]) -> list[Cut]:
     """The gap-free cut of each account's settled ledger."""
+    rows = run_inputs.final_view(rows)
     found = {r["idx"]: r for r in await conn.fetch(usage_sql.CUT_SQL, *_batch_args(rows))}
     out: list[Cut] = []
     for i, r in enumerate(rows):
@@ -116,6 +123,7 @@ async def usage_for(
     conn: asyncpg.Connection, rows: Sequence[Any], cuts: Sequence[Cut]
 ) -> dict[int, list[UsageGroup]]:
     """Usage groups of each account of the batch (index -> groups)."""
+    rows = run_inputs.final_view(rows)
     args = _batch_args(rows, cuts)
     args.append([c.starts_at for c in cuts])
     raw = await conn.fetch(usage_sql.USAGE_SQL, *args)
@@ -156,6 +164,7 @@ async def accounts_to_bill(
     conn: asyncpg.Connection, rows: Sequence[Any]
 ) -> tuple[list[AccountToBill], dict[str, Any]]:
     """The batch's accounts with their plans, history and the tenants' settings."""
+    rows = run_inputs.final_view(rows)
     tenants = {r["tenant_id"] for r in rows}
     plans = await run_inputs.plans(conn, tenants)
     settings = await run_inputs.tenant_settings(conn, tenants)
@@ -187,6 +196,7 @@ async def build_batch(
 ) -> tuple[list[AccountToBill], list[Built], dict[str, Any]]:
     """Everything the batch's invoices are made of, built by the pure core (``lock``: the
     one-time charges it takes, false for a read-only preview)."""
+    rows = run_inputs.final_view(rows)
     accounts, ctx = await accounts_to_bill(conn, rows)
     usage = await usage_for(conn, rows, cuts)
     keys = [(a.tenant_id, a.account_id) for a in accounts]
@@ -195,14 +205,17 @@ async def build_batch(
         (a.tenant_id, a.account_id): a.plan.terms.plan_id for a in accounts
     })
     dids = await run_inputs.dids(conn, keys)
-    one_times = await run_inputs.one_times(conn, keys, [a.end_date for a in accounts], lock)
+    finals = [r["final"] for r in rows]
+    one_times = await run_inputs.one_times(conn, keys, [
+        run_inputs.SWEEP_DATE if f else a.end_date for a, f in zip(accounts, finals, strict=True)
+    ], lock)
     built = [
-        build(
+        (build_final if final else build)(
             a, usage.get(i, []), dids=dids.get(k, []), one_times=one_times.get(k, []),
             discounts=discounts.get(k, []), taxes=taxes.get(a.tenant_id, []),
             rounding=ctx["settings"][a.tenant_id][1],
         )
-        for i, (a, k) in enumerate(zip(accounts, keys, strict=True))
+        for i, (a, k, final) in enumerate(zip(accounts, keys, finals, strict=True))
     ]
     return accounts, built, ctx
 
@@ -230,7 +243,8 @@ class InvoiceRun:
             # A batch aggregates ~100 entries per account: sorts and hashes of that size stay
             # in memory instead of spilling to disk at the 4 MB default.
             await conn.execute("SET LOCAL work_mem = '64MB'")
-            rows = await conn.fetch(CLAIM_SQL, now, self.batch_size, tenant, account)
+            rows = run_inputs.final_view(
+                await conn.fetch(CLAIM_SQL, now, self.batch_size, tenant, account))
             if not rows:
                 return False
             cuts = await cuts_for(conn, rows)
@@ -255,7 +269,7 @@ class InvoiceRun:
                 items.append((h, b))
             await insert_many(conn, [(h, b.composed) for h, b in items])
             await self._mark_billed(conn, items)
-            await self._advance(conn, rows, cuts, accounts, built, items)
+            await self._advance(conn, rows, cuts, accounts, built, items, now)
         stats.accounts += len(rows)
         stats.invoices += len(items)
         stats.batches += 1
@@ -289,23 +303,37 @@ class InvoiceRun:
     async def _advance(
         conn: asyncpg.Connection, rows: Sequence[Any], cuts: Sequence[Cut],
         accounts: Sequence[AccountToBill], built: Sequence[Built], items: Sequence[Any],
+        now: datetime,
     ) -> None:
         carry = {
             r["idx"]: r["carry"]
             for r in await conn.fetch(usage_sql.CARRY_SQL, *_batch_args(rows, cuts))
         }
-        updates = []
+        invoiced = {(h.tenant_id, h.account_id): h.invoice_id for h, _ in items}
+        updates, ended = [], []
         for i, (r, c, a, b) in enumerate(zip(rows, cuts, accounts, built, strict=True)):
             idx, s, e, s_at, e_at = next_open(r, a)
+            ref = None
+            if r["final"]:  # what follows is the rest of its period, if billing ever resumes
+                natural = period_of(a.cycle, s)
+                ref = (natural.end - natural.start).days if natural.start != s else None
+                ended.append((r["tenant_id"], r["account_id"], now,
+                              invoiced.get((a.tenant_id, a.account_id))))
             updates.append((
-                r["tenant_id"], r["account_id"], idx, s, e, s_at, e_at, c.cut, a.ends_at,
-                carry.get(i), b.fees_billed_to,
+                r["tenant_id"], r["account_id"], idx, s, e, s_at, e_at, c.cut,
+                max(a.ends_at, now) if r["final"] else a.ends_at, carry.get(i), b.fees_billed_to,
+                ref,
             ))
         await conn.executemany(
             "UPDATE billing_accounts SET open_index = $3, open_start_date = $4,"
             " open_end_date = $5, open_starts_at = $6, open_ends_at = $7, billed_seq = $8,"
-            " billed_end = $9, carry_seq = $10, fees_billed_to = $11, open_reference_days = NULL"
+            " billed_end = $9, carry_seq = $10, fees_billed_to = $11, open_reference_days = $12"
             " WHERE tenant_id = $1 AND account_id = $2", updates,
         )
+        if ended:  # the final period: the account is never due again
+            await conn.executemany(
+                "UPDATE billing_accounts SET ended_at = $3, final_invoice_id = $4"
+                " WHERE tenant_id = $1 AND account_id = $2", ended,
+            )
         # A plan change dated at a boundary takes over with the period it starts.
         await conn.execute(PLAN_AT_START_SQL, [u[0] for u in updates], [u[1] for u in updates])

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from billing.cycles import BillingPeriod
+from billing.cycles import BillingPeriod, start_of_day
 from billing.discounts import Discount, DiscountKind, DiscountScope
 from billing.fees import DidTerms, OneTimeCharge, PlanSegment, PlanTerms
 from billing.invoice_build import PlanRules
@@ -22,11 +23,43 @@ from billing.taxes import TaxLabel, TaxRounding
 
 Key = tuple[str, str]  # tenant, account
 
+# A final invoice takes whatever is left: usage settled at any time, one-time charges of any date.
+SWEEP_UNTIL: Final = datetime(9999, 12, 31, tzinfo=UTC)
+SWEEP_DATE: Final = date(9999, 12, 31)
+
 PLAN_COLUMNS = (
     "plan_id, name, period, anchor_month, payment_terms_days, currency, fees_in_advance,"
     " usage_in_arrears, plan_fee, per_extension_fee, per_seat_fee, minimum_spend,"
     " invoice_when_empty, tax_codes, payment_text"
 )
+
+
+def final_view(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """The batch's billing rows as the run bills them (idempotent). An account whose billing
+    ends (``ends_on``, its last day) has the period reaching that day cut to end the day after,
+    its fees prorated to the length the period would have had (``open_reference_days``, as for
+    a bill cycle day change); that period is ``final``: no period follows it, so its invoice
+    takes every settled usage entry (``usage_until``) and every unbilled one-time charge."""
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        if isinstance(r, dict) and "final" in r:
+            out.append(r)
+            continue
+        d = dict(r)
+        d.update(final=False, usage_until=r["open_ends_at"])
+        ends_on = d.get("ends_on")
+        if ends_on is not None and d.get("ended_at") is None:
+            last = max(ends_on, r["open_start_date"]) + timedelta(days=1)
+            if r["open_end_date"] > last:
+                d["open_reference_days"] = r["open_reference_days"] or (
+                    r["open_end_date"] - r["open_start_date"]).days
+                d["open_end_date"] = last
+                d["open_ends_at"] = r["ends_at"] if last == ends_on + timedelta(days=1) \
+                    else start_of_day(last, ZoneInfo(r["timezone"]))
+            if d["open_end_date"] == last:
+                d.update(final=True, usage_until=SWEEP_UNTIL)
+        out.append(d)
+    return out
 
 
 def plan_rules(r: Any) -> PlanRules:

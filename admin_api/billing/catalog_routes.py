@@ -76,7 +76,7 @@ async def create_bill_plan(ctx: Ctx, scope: Admins, body: BillPlanCreate) -> Bil
             payment_terms_days=body.payment_terms_days, fees_in_advance=body.fees_in_advance,
             usage_in_arrears=body.usage_in_arrears, rate_plan_id=body.rate_plan_id,
             invoice_when_empty=body.invoice_when_empty, tax_codes=tuple(body.tax_codes),
-            payment_text=body.payment_text, **fees,
+            payment_text=body.payment_text, minimum_term_days=body.minimum_term_days, **fees,
         )
         out = plan_out(await plans.create(conn, scope.tenant_id, body.plan_id, currency, spec))
         await record_change(conn, scope.caller, scope.tenant_id, "bill_plan.create",

@@ -56,7 +56,9 @@ def plan_out(p: BillPlan) -> BillPlanOut:
         per_seat_fee=format_minor(s.per_seat_fee, cur),
         minimum_spend=format_minor(s.minimum_spend, cur),
         invoice_when_empty=s.invoice_when_empty, tax_codes=list(s.tax_codes),
-        payment_text=s.payment_text, accounts=p.accounts, created_at=p.created_at,
+        payment_text=s.payment_text, minimum_term_days=s.minimum_term_days,
+        cancellation_fee=format_minor(s.cancellation_fee, cur), accounts=p.accounts,
+        created_at=p.created_at,
     )
 
 

@@ -1,11 +1,12 @@
-"""Suspension ladder routes: the tenant's (or a bill plan's) ladder, an account's place on it,
-handing an account back to the ladder; and ``reevaluate``, which the payment and credit note
-routes call so that a payment restores service at once."""
+"""Suspension ladder routes: the tenant's (or a bill plan's) ladder, an account's place on it
+(and its termination, if the ladder's last step started one), handing an account back to the
+ladder; and ``reevaluate``, which the payment and credit note routes call so that a payment
+restores service (and cancels a termination not yet closed) at once."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import orjson
@@ -17,7 +18,7 @@ from admin_api.auth import BILLING_ADMINS, BILLING_READERS, Scope, allow
 from admin_api.context import Ctx
 from admin_api.problems import ApiProblem, responses
 from admin_api.schemas import ID_PATTERN, AccountPath, Body, Out
-from billing import dunning_run
+from billing import dunning_run, termination
 from billing.catalog import lookups
 from billing.dunning import LadderError, ladder_doc, parse_ladder
 
@@ -32,7 +33,7 @@ PlanQuery = Annotated[str | None, Query(pattern=ID_PATTERN,
                                         description="A bill plan's own ladder; default: the"
                                         " tenant's")]  # fmt: skip
 StepName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,40}$")]
-Status = Literal["outgoing_suspended", "suspended", "inactive"]
+Status = Literal["outgoing_suspended", "suspended", "inactive", "terminated"]
 
 
 class LateFeeIn(Body):
@@ -46,7 +47,11 @@ class StepIn(Body):
     min_days: int = Field(ge=1, le=3650, description="Days past the oldest unpaid due date")
     min_amount: int = Field(0, ge=0, le=10**12, description="Overdue amount at least (minor)")
     min_invoices: int = Field(1, ge=1, le=1000)
-    status: Status | None = None
+    status: Status | None = Field(None, description=(
+        "The account status this step sets. terminated: the last step only; bars all service"
+        " at once, charges the plan's cancellation fee inside its minimum term, ends billing"
+        " with a final invoice through that day and closes the account once its balance is"
+        " settled (a payment first cancels it)"))
     late_fee: LateFeeIn | None = None
     notify: bool = True
 
@@ -69,6 +74,17 @@ class EntryOut(Out):
     late_fee: int
 
 
+class TerminationOut(Out):
+    episode: int
+    state: Literal["pending", "closed", "cancelled"]
+    ends_on: date = Field(description="The last day billed: the final invoice runs through it")
+    cancellation_fee: int = Field(description="Minor units; 0: outside the minimum term")
+    started_at: datetime
+    waiting_for: str | None = Field(description="Pending: what the close waits for")
+    closed_at: datetime | None
+    cancelled_at: datetime | None
+
+
 class PlacementOut(Out):
     account_id: str
     step: str | None
@@ -76,6 +92,7 @@ class PlacementOut(Out):
     entered_at: datetime | None
     evaluated_at: datetime | None
     entries: list[EntryOut]
+    termination: TerminationOut | None = Field(None, description="The latest termination")
 
 
 @router.put(LADDER, response_model=LadderOut, responses=responses(401, 403, 404, 422),
@@ -125,6 +142,7 @@ async def _placement(ctx: Ctx, tenant_id: str, account_id: str) -> PlacementOut:
     entries = await ctx.pool.fetch(
         "SELECT * FROM dunning_entries WHERE tenant_id = $1 AND account_id = $2"
         " ORDER BY episode, step", tenant_id, account_id)  # fmt: skip
+    t = await termination.current(ctx.pool, tenant_id, account_id)
     return PlacementOut(
         account_id=account_id, step=r["step_name"] if r else None,
         episode=r["episode"] if r else 1, entered_at=r["entered_at"] if r else None,
@@ -132,6 +150,11 @@ async def _placement(ctx: Ctx, tenant_id: str, account_id: str) -> PlacementOut:
         entries=[EntryOut(episode=e["episode"], step=e["step_name"],
                           entered_at=e["entered_at"], overdue_amount=e["overdue_amount"],
                           late_fee=e["late_fee"]) for e in entries],
+        termination=TerminationOut(
+            episode=t["episode"], state=t["state"], ends_on=t["ends_on"],
+            cancellation_fee=t["cancellation_fee"], started_at=t["started_at"],
+            waiting_for=t["waiting_for"], closed_at=t["closed_at"],
+            cancelled_at=t["cancelled_at"]) if t is not None else None,
     )  # fmt: skip
 
 

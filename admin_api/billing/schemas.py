@@ -54,6 +54,12 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_
 LongText = Annotated[str, StringConstraints(max_length=2000, pattern=_TEXT)]
 Line = Annotated[str, StringConstraints(max_length=200, pattern=_LINE)]
 Ord = Annotated[int, Field(ge=-1_000_000, le=1_000_000, description="Application order")]
+TermDays = Annotated[int, Field(
+    ge=0, le=3650, description="Days from enrollment during which a termination by the"
+    " suspension ladder charges the cancellation fee; 0: no minimum term")]
+CancellationFee = Annotated[MoneyIn, Field(
+    description="Charged on the final invoice when the suspension ladder terminates the"
+    " account inside its minimum term", examples=["50.00"])]
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -94,6 +100,8 @@ class BillPlanCreate(Body):
     invoice_when_empty: bool = False
     tax_codes: TaxCodes = Field(default_factory=list)
     payment_text: LongText = ""
+    minimum_term_days: TermDays = 0
+    cancellation_fee: CancellationFee = "0"
 
 
 class BillPlanUpdate(Body):
@@ -113,6 +121,8 @@ class BillPlanUpdate(Body):
     invoice_when_empty: bool | None = None
     tax_codes: TaxCodes | None = None
     payment_text: LongText | None = None
+    minimum_term_days: TermDays | None = None
+    cancellation_fee: CancellationFee | None = None
 
 
 class BillPlanOut(Out):
@@ -132,6 +142,8 @@ class BillPlanOut(Out):
     invoice_when_empty: bool
     tax_codes: list[str]
     payment_text: str
+    minimum_term_days: int
+    cancellation_fee: str
     accounts: int = Field(description="Accounts billed on this plan")
     created_at: datetime
 

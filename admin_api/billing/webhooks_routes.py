@@ -28,9 +28,14 @@ ENDPOINTS = "/v1/tenants/{tenant_id}/webhook-endpoints"
 ENDPOINT = ENDPOINTS + "/{endpoint_id}"
 EndpointPath = Annotated[str, Path(pattern=r"^we_[0-9a-f]{20}$")]
 DeliveryPath = Annotated[int, Path(ge=1, le=2**62)]
-EventType = Literal["invoice.finalized", "invoice.voided", "invoice.paid", "receipt.issued",
-                    "payment.recorded", "payment.reversed", "payment.refunded",
-                    "credit_note.issued"]
+EventType = Literal[
+    "invoice.finalized", "invoice.voided", "invoice.paid", "receipt.issued", "payment.recorded",
+    "payment.reversed", "payment.refunded", "credit_note.issued", "dunning.step_entered",
+    "dunning.cleared", "balance.expiring", "balance.expired", "account.inactivation_pending",
+    "account.inactivated", "account.termination_pending", "account.terminated",
+    "plan_change.requested", "plan_change.applied", "plan_change.rejected",
+    "plan_change.cancelled",
+]
 Url = Annotated[str, StringConstraints(min_length=8, max_length=2000,
                                        pattern=r"^https?://[^\s\x00-\x1f]+$")]
 Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
@@ -43,14 +48,14 @@ assert set(EventType.__args__) == EVENT_TYPES  # type: ignore[attr-defined]
 class EndpointIn(Body):
     url: Url
     description: Text = ""
-    event_types: list[EventType] = Field(default_factory=list, max_length=10,
+    event_types: list[EventType] = Field(default_factory=list, max_length=30,
                                          description="empty: every event")
 
 
 class EndpointPatch(Body):
     url: Url | None = None
     description: Text | None = None
-    event_types: list[EventType] | None = Field(default=None, max_length=10)
+    event_types: list[EventType] | None = Field(default=None, max_length=30)
     enabled: bool | None = None
 
 

@@ -30,7 +30,9 @@ __all__ = ["PERIODS", "BillPlan", "Period", "PlanSpec", "create", "delete", "get
 Period = Literal["weekly", "monthly", "quarterly", "yearly"]
 PERIODS: Final = get_args(Period)
 PLAN_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-FEES: Final = ("plan_fee", "per_extension_fee", "per_seat_fee", "minimum_spend")
+FEES: Final = ("plan_fee", "per_extension_fee", "per_seat_fee", "minimum_spend",
+                "cancellation_fee")
+MAX_TERM_DAYS: Final = 3650
 # What shapes the bill cycle of the accounts on a plan, and when their fees are billed (a
 # switch from advance to arrears would bill a period twice): fixed while accounts are on it.
 LOCKED_FIELDS: Final = ("period", "anchor_month", "fees_in_advance", "usage_in_arrears")
@@ -54,6 +56,10 @@ class PlanSpec:
     invoice_when_empty: bool = False
     tax_codes: tuple[str, ...] = field(default_factory=tuple)
     payment_text: str = ""
+    # Terminating an account (its ladder's last step) before ``minimum_term_days`` since it
+    # enrolled charges ``cancellation_fee`` on its final invoice.
+    minimum_term_days: int = 0
+    cancellation_fee: int = 0
 
 
 SPEC_FIELDS: Final = tuple(f.name for f in fields(PlanSpec))
@@ -76,6 +82,9 @@ def validate(spec: PlanSpec) -> PlanSpec:
         raise InvalidBillingInput("anchor_month must be between 1 and 12")
     if not 0 <= spec.payment_terms_days <= 365:
         raise InvalidBillingInput("payment_terms_days must be between 0 and 365")
+    term = spec.minimum_term_days
+    if not isinstance(term, int) or isinstance(term, bool) or not 0 <= term <= MAX_TERM_DAYS:
+        raise InvalidBillingInput(f"minimum_term_days must be between 0 and {MAX_TERM_DAYS}")
     for name in FEES:
         check_minor(getattr(spec, name), name)
     return spec

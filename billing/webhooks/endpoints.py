@@ -17,8 +17,12 @@ from billing.secrets import Secrets
 from billing.webhooks.signing import new_secret
 
 EVENT_TYPES: Final = frozenset({
-    "invoice.finalized", "invoice.voided", "invoice.paid", "receipt.issued",
-    "payment.recorded", "payment.reversed", "payment.refunded", "credit_note.issued",
+    "invoice.finalized", "invoice.voided", "invoice.paid", "receipt.issued", "payment.recorded",
+    "payment.reversed", "payment.refunded", "credit_note.issued", "dunning.step_entered",
+    "dunning.cleared", "balance.expiring", "balance.expired", "account.inactivation_pending",
+    "account.inactivated", "account.termination_pending", "account.terminated",
+    "plan_change.requested", "plan_change.applied", "plan_change.rejected",
+    "plan_change.cancelled",
 })
 _TYPE_RE: Final = re.compile(r"^[a-z]+\.[a-z_]+$")
 COLUMNS: Final = "endpoint_id, url, description, event_types, enabled, created_at, updated_at"
