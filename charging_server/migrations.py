@@ -10,7 +10,7 @@ from typing import Final
 
 from charging_engine.ledger import migrations
 
-PACKAGES: Final = (migrations.ENGINE, "billing.migrations")
+PACKAGES: Final = (migrations.ENGINE, "billing.migrations", "notifications.migrations")
 
 
 async def migrate(dsn: str) -> list[str]:

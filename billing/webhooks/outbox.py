@@ -1,5 +1,6 @@
 """Enqueue an event in the caller's transaction: a rollback takes the event with it, a commit
-makes it deliverable; the same dedup key enqueues once."""
+makes it deliverable (to the tenant's webhook endpoints, and to every registered consumer of
+the event log, e.g. notifications); the same dedup key enqueues once."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ async def enqueue(
     )
     if done is None:
         return None
+    await conn.execute("INSERT INTO event_consumer_queue (consumer, event_id)"
+                       " SELECT name, $1 FROM event_consumers", event_id)  # fmt: skip
     await conn.execute(
         "INSERT INTO webhook_deliveries (tenant_id, event_id, endpoint_id, next_attempt_at)"
         " SELECT tenant_id, $2, endpoint_id, $4 FROM webhook_endpoints"
@@ -65,6 +68,9 @@ async def enqueue_many(
         [body(t, d, when) for t, d, _ in events], when,
     )
     if rows:
+        await conn.execute("INSERT INTO event_consumer_queue (consumer, event_id) SELECT c.name,"
+                           " e.id FROM event_consumers c CROSS JOIN unnest($1::text[]) AS e(id)",
+                           [r["event_id"] for r in rows])  # fmt: skip
         await conn.execute(
             "INSERT INTO webhook_deliveries (tenant_id, event_id, endpoint_id, next_attempt_at)"
             " SELECT p.tenant_id, e.id, p.endpoint_id, $4 FROM webhook_endpoints p"
