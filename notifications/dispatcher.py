@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from notifications import receipts
 from notifications.channels.model import Channel, Outgoing, SendFailed, Undeliverable
 
 __all__ = ["Dispatcher", "Retry", "backoff"]
@@ -105,10 +106,17 @@ class Dispatcher:
                 LOGGER.exception("notification %s failed", r["notification_id"])
             await self._retry(r, f"{type(e).__name__}: {e}"[:500])
             return False
-        await self.pool.execute(
-            "UPDATE notifications SET status = 'sent', provider_ref = $2, sent_at = $3,"
-            " lease_until = NULL, last_error = NULL WHERE notification_id = $1",
-            r["notification_id"], ref, self.now())  # fmt: skip
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE notifications SET status = 'sent', provider_ref = $2, sent_at = $3,"
+                " lease_until = NULL, last_error = NULL WHERE notification_id = $1",
+                r["notification_id"], ref, self.now())  # fmt: skip
+            await conn.execute(  # a receipt may have come first: it wrote the part already
+                "INSERT INTO notification_parts (provider_id, channel, notification_id)"
+                " SELECT unnest($1::text[]), $2, $3 ON CONFLICT (channel, provider_id)"
+                " DO UPDATE SET notification_id = excluded.notification_id",
+                ref.split(","), r["channel"], r["notification_id"])  # fmt: skip
+            await receipts.settle(conn, r["notification_id"], self.now())
         return True
 
     async def _retry(self, r: Any, error: str) -> None:

@@ -34,12 +34,13 @@ FOR UPDATE OF q SKIP LOCKED
 """
 
 CONTACTS_SQL: Final = """
-SELECT a.account_id, a.currency, d.name, d.primary_mobile, d.alternate_mobile, d.email,
+SELECT a.account_id, a.currency, t.name AS tenant_name, d.name, d.primary_mobile,
+       d.alternate_mobile, d.email,
        COALESCE(s.sms_alternate, false) AS sms_alternate, COALESCE(s.language, 'en') AS language,
        COALESCE((SELECT array_agg(o.event || '/' || o.channel) FROM notification_optouts o
                  WHERE o.tenant_id = a.tenant_id AND o.account_id = a.account_id), '{}')
            AS optouts
-FROM accounts a
+FROM accounts a JOIN tenants t USING (tenant_id)
 LEFT JOIN account_details d USING (tenant_id, account_id)
 LEFT JOIN notification_settings s ON s.tenant_id = a.tenant_id
 WHERE a.tenant_id = $1 AND a.account_id = $2
@@ -50,6 +51,7 @@ WHERE a.tenant_id = $1 AND a.account_id = $2
 class Contacts:
     name: str
     currency: str
+    tenant_name: str
     primary_mobile: str | None
     alternate_mobile: str | None
     email: str | None
@@ -88,8 +90,9 @@ class Relay:
             rows = await conn.fetch(QUEUE_SQL, CONSUMER, limit)
             at: datetime = self.now()
             for r in rows:
-                data = orjson.loads(r["payload"]).get("data", {})
-                for intent in intents(r["type"], data):
+                body = orjson.loads(r["payload"])
+                raised = datetime.fromisoformat(body.get("timestamp") or at.isoformat())
+                for intent in intents(r["type"], body.get("data", {}), raised):
                     made += await _write(conn, r["tenant_id"], r["event_id"], intent, at)
             if rows:
                 await conn.execute("DELETE FROM event_consumer_queue WHERE consumer = $1 AND"
@@ -102,7 +105,9 @@ async def contacts(conn: Any, tenant_id: str, account_id: str) -> Contacts | Non
     r = await conn.fetchrow(CONTACTS_SQL, tenant_id, account_id)
     if r is None:
         return None
-    return Contacts(r["name"] or account_id, r["currency"].strip(), r["primary_mobile"],
+    return Contacts(r["name"] or account_id, r["currency"].strip(),
+                    r["tenant_name"] or tenant_id,
+                    r["primary_mobile"],
                     r["alternate_mobile"], r["email"], r["sms_alternate"], r["language"],
                     frozenset(r["optouts"]))  # fmt: skip
 
@@ -112,9 +117,8 @@ async def _write(conn: Any, tenant_id: str, source: str, intent: Intent, at: dat
     if c is None:
         return 0
     made = 0
-    given = {k: v for k, v in intent.context.items() if v is not None}
     context = {"customer_name": c.name, "account_id": intent.account_id,
-               "currency": c.currency, **given}
+               "tenant_name": c.tenant_name, "currency": c.currency, **intent.context}
     for channel, address in recipients(intent, c):
         done = await conn.fetchval(
             "INSERT INTO notifications (tenant_id, account_id, source_event, event, channel,"

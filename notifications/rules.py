@@ -1,19 +1,22 @@
 """Which messages a billing event becomes (pure): the template event, the account, the data the
-template gets, and the channels. Nothing here knows addresses or sends anything.
+template gets (every variable the catalogue declares for it; ``None`` where one does not apply),
+and the channels. Nothing here knows addresses or sends anything.
 
-Amounts stay integers as billing sent them: minor units (``amount`` with ``currency``) or the
-engine's micros (``amount_micros``); the templates format them per locale.
+Amounts stay integers as billing sent them: minor units, or the engine's micros for the
+``*_micros`` variables; the templates format them per locale.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Final
 
 __all__ = ["RULES", "Intent", "intents"]
 
 SMS_AND_EMAIL: Final = ("sms", "email")
+Rule = Callable[[Mapping[str, Any], datetime], list["Intent"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,52 +28,60 @@ class Intent:
     alternate_too: bool = False  # SMS to the alternate number whatever the tenant's setting
 
 
-def _invoice(d: Mapping[str, Any]) -> list[Intent]:
+def _day(value: Any) -> date | None:
+    return date.fromisoformat(str(value)[:10]) if value else None
+
+
+def _invoice(d: Mapping[str, Any], at: datetime) -> list[Intent]:
     inv = d.get("invoice") or {}
     if inv.get("kind") != "invoice" or int(inv.get("amount_due") or 0) <= 0:
         return []  # a receipt, or nothing to pay: no "invoice ready" message
     return [Intent("invoice.ready", str(inv["account_id"]), {
-        "invoice_number": inv.get("number"), "amount": int(inv["amount_due"]),
-        "currency": inv.get("currency"), "due_date": inv.get("due_on")})]  # fmt: skip
+        "invoice_number": inv.get("number"), "amount_due": int(inv["amount_due"]),
+        "due_date": _day(inv.get("due_on")), "collection_date": None,
+        "invoice_url": None})]  # fmt: skip
 
 
-def _receipt(d: Mapping[str, Any]) -> list[Intent]:
+def _receipt(d: Mapping[str, Any], at: datetime) -> list[Intent]:
     inv = d.get("invoice") or {}
     return [Intent("topup.confirmed", str(inv["account_id"]), {
-        "receipt_number": inv.get("number"), "amount": int(inv.get("total") or 0),
-        "currency": inv.get("currency")})]  # fmt: skip
+        "amount": int(inv.get("total") or 0), "balance_micros": None})]  # fmt: skip
 
 
-def _payment(d: Mapping[str, Any]) -> list[Intent]:
+def _payment(d: Mapping[str, Any], at: datetime) -> list[Intent]:
     p = d.get("payment") or {}
-    if not p.get("account_id"):
-        return []
+    if not p.get("account_id") or p.get("topped_up"):
+        return []  # a prepaid top-up is confirmed by its receipt
+    invoices = [a.get("invoice_id") for a in p.get("allocations") or []]
     return [Intent("payment.succeeded", str(p["account_id"]), {
-        "amount": int(p.get("amount") or 0), "currency": p.get("currency"),
-        "method": p.get("method"), "reference": p.get("reference") or ""})]  # fmt: skip
+        "amount": int(p.get("amount") or 0), "paid_on": _day(p.get("received_on")),
+        "invoice_number": invoices[0] if len(invoices) == 1 else None})]  # fmt: skip
 
 
-def _step(d: Mapping[str, Any]) -> list[Intent]:
+def _step(d: Mapping[str, Any], at: datetime) -> list[Intent]:
+    oldest = _day(d.get("oldest_due_on"))
     return [Intent("dunning.step", str(d["account_id"]), {
-        "step": d.get("step"), "amount": int(d.get("overdue_amount") or 0),
-        "oldest_due_date": d.get("oldest_due_on")})]  # fmt: skip
+        "step_name": d.get("step"), "amount_overdue": int(d.get("overdue_amount") or 0),
+        "days_overdue": (at.date() - oldest).days if oldest else None,
+        "pay_url": None})]  # fmt: skip
 
 
-def _cleared(d: Mapping[str, Any]) -> list[Intent]:
-    return [Intent("account.restored", str(d["account_id"]), {"step": d.get("step")})]
+def _cleared(d: Mapping[str, Any], at: datetime) -> list[Intent]:
+    return [Intent("account.restored", str(d["account_id"]), {})]
 
 
-def _expiring(d: Mapping[str, Any]) -> list[Intent]:
+def _expiring(d: Mapping[str, Any], at: datetime) -> list[Intent]:
     return [Intent("balance.expiring", str(d["account_id"]), {
-        "amount_micros": int(d.get("amount") or 0), "expiry_date": d.get("valid_until")})]
+        "expiring_micros": int(d.get("amount") or 0), "expiry_date": _day(d.get("valid_until")),
+        "topup_url": None})]  # fmt: skip
 
 
-def _inactivation(d: Mapping[str, Any]) -> list[Intent]:
+def _inactivation(d: Mapping[str, Any], at: datetime) -> list[Intent]:
     return [Intent("account.inactivation_pending", str(d["account_id"]), {
-        "inactivation_date": d.get("due_on")})]  # fmt: skip
+        "inactivation_date": _day(d.get("due_on")), "topup_url": None})]  # fmt: skip
 
 
-RULES: Final[dict[str, Callable[[Mapping[str, Any]], list[Intent]]]] = {
+RULES: Final[dict[str, Rule]] = {
     "invoice.finalized": _invoice,
     "receipt.issued": _receipt,
     "payment.recorded": _payment,
@@ -81,12 +92,13 @@ RULES: Final[dict[str, Callable[[Mapping[str, Any]], list[Intent]]]] = {
 }
 
 
-def intents(event_type: str, data: Mapping[str, Any]) -> list[Intent]:
-    """The messages ``event_type`` becomes (none for events nobody is told about)."""
+def intents(event_type: str, data: Mapping[str, Any], at: datetime) -> list[Intent]:
+    """The messages ``event_type`` (raised at ``at``) becomes; none for events nobody is told
+    about, or one missing what its rule needs."""
     rule = RULES.get(event_type)
     if rule is None:
         return []
     try:
-        return rule(data)
-    except (KeyError, TypeError, ValueError):  # an event missing what its rule needs: none
+        return rule(data, at)
+    except (KeyError, TypeError, ValueError):
         return []

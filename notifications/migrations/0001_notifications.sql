@@ -63,5 +63,18 @@ CREATE INDEX notifications_due_idx ON notifications (next_attempt_at)
 CREATE INDEX notifications_account_idx ON notifications (tenant_id, account_id, created_at);
 
 
+-- The provider's ids of a sent message (an SMS of three parts has three), with each part's
+-- delivery receipt state: the message is delivered when every part is.
+CREATE TABLE notification_parts (
+    provider_id     text NOT NULL,
+    channel         text NOT NULL,
+    notification_id bigint REFERENCES notifications ON DELETE CASCADE,  -- NULL: a receipt
+                                            -- that came before the send was recorded
+    state           text,  -- the receipt's stat (DELIVRD, UNDELIV, ...); NULL: none yet
+    at              timestamptz,
+    PRIMARY KEY (channel, provider_id)
+);
+CREATE INDEX notification_parts_idx ON notification_parts (notification_id);
+
 -- Every billing event reaches the relay exactly once (billing's event_consumer_queue).
 INSERT INTO event_consumers (name) VALUES ('notifications');

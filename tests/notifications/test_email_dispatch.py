@@ -140,7 +140,7 @@ async def test_given_up_after_the_configured_time(pool: asyncpg.Pool) -> None:
     clock = MovableClock(AT)
     d = Dispatcher(pool, {"email": channel(free_port())}, render, now=clock.now,
                    retry=Retry(first=timedelta(minutes=10), give_up=timedelta(minutes=30)))
-    for minutes in (0, 11, 35):
+    for minutes in (0, 13, 40):  # backoff 10 then 20 min, each up to a fifth more of jitter
         clock.set(AT + timedelta(minutes=minutes))
         await d.run_once()
     r = await pool.fetchrow("SELECT status, attempts FROM notifications")
