@@ -11,7 +11,7 @@ from typing import Final
 
 from fastapi import FastAPI
 
-from admin_api import audit, calls, keys_routes, self_service_routes, tenants
+from admin_api import audit, calls, keys_routes, notifications_routes, self_service_routes, tenants
 from admin_api.accounts import routes as accounts
 from admin_api.alerts import routes as alerts
 from admin_api.alerts.hub import AlertHub
@@ -56,7 +56,7 @@ ROUTERS: Final = (
     exports_routes.router, payments_routes.router, reports_routes.router,
     credit_notes_routes.router, dunning_routes.router, gateways_routes.router,
     prepaid_routes.router, auto_topup_routes.router, plan_change_routes.router,
-    self_service_routes.router,
+    self_service_routes.router, notifications_routes.router,
 )
 
 

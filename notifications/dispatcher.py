@@ -18,7 +18,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import asyncpg
 
@@ -29,6 +29,12 @@ __all__ = ["Dispatcher", "Retry", "backoff"]
 
 LOGGER = logging.getLogger(__name__)
 Render = Callable[[asyncpg.Record], Awaitable[Outgoing]]
+
+
+class ChannelSource(Protocol):
+    """Each tenant's channels (``channel_registry``); a plain mapping serves every tenant."""
+
+    async def channel(self, tenant_id: str, name: str) -> Channel | None: ...
 
 CLAIM_SQL: Final = """
 UPDATE notifications SET status = 'sending', lease_until = $2, attempts = attempts + 1
@@ -60,7 +66,8 @@ def backoff(retry: Retry, attempts: int, rnd: random.Random | None = None) -> ti
 
 
 class Dispatcher:
-    def __init__(self, pool: asyncpg.Pool, channels: Mapping[str, Channel], render: Render, *,
+    def __init__(self, pool: asyncpg.Pool, channels: Mapping[str, Channel] | ChannelSource,
+                 render: Render, *,
                  now: Callable[[], datetime], retry: Retry | None = None, batch: int = 50,
                  concurrency: int = 16) -> None:  # fmt: skip
         self.pool, self.channels, self.render, self.now = pool, channels, render, now
@@ -91,9 +98,14 @@ class Dispatcher:
                 return sent
             sent += await self.run_once()
 
+    async def _channel(self, r: asyncpg.Record) -> Channel | None:
+        if isinstance(self.channels, Mapping):
+            return self.channels.get(r["channel"])
+        return await self.channels.channel(r["tenant_id"], r["channel"])
+
     async def _send(self, r: asyncpg.Record) -> bool:
-        channel = self.channels.get(r["channel"])
         try:
+            channel = await self._channel(r)
             if channel is None:
                 raise SendFailed(f"no {r['channel']} channel is configured")
             message = await self.render(r)

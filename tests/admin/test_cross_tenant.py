@@ -91,6 +91,13 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/tenants/{tenant_id}/dunning-ladder"):
         {"steps": [{"name": "taken", "min_days": 1, "status": "suspended"}]},
     ("PUT", "/v1/tenants/{tenant_id}/prepaid-policy"): {"validity_days": 1},
+    ("PUT", "/v1/tenants/{tenant_id}/notification-settings"): {"sms_alternate": True},
+    ("PUT", "/v1/tenants/{tenant_id}/notification-channels/{channel}"):
+        {"host": "smtp.taken.example", "port": 25, "sender": "x@taken.example"},
+    ("PUT", "/v1/tenants/{tenant_id}/notification-templates/{event}/{channel}/{part}/{language}"):
+        {"source": "taken over"},
+    ("POST", "/v1/tenants/{tenant_id}/notification-templates/preview"):
+        {"event": "invoice.ready", "channel": "sms", "part": "body"},
     ("POST", "/v1/tenants/{tenant_id}/accounts/{account_id}/plan-change-requests"):
         {"plan_id": "bp_z", "effective": "now"},
     ("POST", "/v1/tenants/{tenant_id}/plan-change-requests/{request_id}/reject"):
@@ -109,7 +116,7 @@ QUERIES: dict[tuple[str, str], str] = {
 # The path parameters that name one of B's objects (checked on A's own tenant too).
 FOREIGN = ("account_id", "key_id", "rate_id", "alert_id", "bill_plan_id", "tax_code",
            "discount_id", "did_number", "charge_id", "invoice_id", "endpoint_id", "delivery_id",
-           "payment_id", "credit_note_id", "request_id")
+           "payment_id", "credit_note_id", "request_id", "notification_id")
 # Routes not under a tenant: what a tenant key gets there.
 UNSCOPED = {
     ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/v1/me"),
@@ -185,7 +192,8 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                   "dunning_entries", "gateway_accounts", "gateway_events", "pay_links",
                   "prepaid_policies", "prepaid_expiries", "prepaid_dormancy",
                   "payment_methods", "auto_topup_attempts", "plan_change_requests",
-                  "self_service_tokens"):
+                  "self_service_tokens", "notification_settings", "notification_channels",
+                  "notification_templates", "notifications"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
@@ -252,6 +260,16 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
     assert r.status_code == 201, r.text
     request_id = r.json()["request_id"]
     assert (await b.post(z + "/accounts/b1/self-service-tokens")).status_code == 201
+    assert (await b.put(z + "/notification-settings", json={"locale": "de_DE"})).status_code \
+        == 200  # fmt: skip
+    r = await b.put(z + "/notification-templates/invoice.ready/sms/body/en",
+                    json={"source": "Zeta: {{ invoice_number }}"})
+    assert r.status_code == 200, r.text
+    notification_id = await pool.fetchval(
+        "INSERT INTO notifications (tenant_id, account_id, source_event, event, channel,"
+        " recipient, language, context, status, next_attempt_at, created_at) VALUES ('zeta',"
+        " 'b1', 'z1', 'invoice.ready', 'sms', '+4915100000009', 'en', '{}', 'dead', now(),"
+        " now()) RETURNING notification_id")  # fmt: skip
     r = await b.post(z + f"/invoices/{invoice_id}/finalize")
     assert r.status_code == 200, r.text
     r = await b.post(z + f"/invoices/{invoice_id}/credit-notes",
@@ -263,7 +281,8 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
                                                   "webhook_secret": "whsec_zeta_secret"})
     assert r.status_code == 200, r.text
     return {"payment_id": payment_id, "credit_note_id": credit_note_id, "gateway": "stripe",
-            "request_id": request_id,
+            "request_id": request_id, "notification_id": str(notification_id),
+            "channel": "smtp", "event": "invoice.ready", "part": "body", "language": "en",
             "bill_plan_id": "bp_z", "tax_code": "VAT_Z",
             "discount_id": "d_z", "did_number": "4930000001", "charge_id": charge_id,
             "invoice_id": invoice_id, "endpoint_id": endpoint_id, "delivery_id": str(delivery_id)}
