@@ -19,6 +19,7 @@ from charging_engine.realtime.app import create_app
 from charging_engine.runtime import tune_gc
 from charging_server.billing_cmd import install_billing
 from charging_server.migrations import PACKAGES
+from charging_server.notifications_cmd import install_notifications
 
 
 def http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
@@ -43,6 +44,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             ))
             print(f"admin API on http://{settings.admin_host}:{settings.admin_port}", flush=True)
         install_billing(engine)
+        install_notifications(engine)
         tune_gc()
         # uvicorn turns SIGINT/SIGTERM into a graceful shutdown of serve(); then the other
         # listeners and background tasks stop, and settlement acknowledges what it wrote.
