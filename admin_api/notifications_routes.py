@@ -160,6 +160,9 @@ async def put_channel(ctx: Ctx, scope: Admins, channel: Kind, body: ChannelIn) -
     missing = [n for n in need if not getattr(body, n)]
     if missing:
         raise ApiProblem(422, "invalid_request", f"{channel} needs {', '.join(missing)}")
+    if channel == "smpp" and (len(body.password or "") > 8 or len(body.system_id or "") > 15):
+        raise ApiProblem(422, "invalid_request", "SMPP 3.4: a password has at most 8"
+                         " characters, a system_id at most 15")  # fmt: skip
     secret = secrets_or_503().encrypt(body.password) if body.password else None
     settings = body.model_dump(exclude={"password", "enabled"}, exclude_none=True)
     async with ctx.pool.acquire() as conn, conn.transaction():

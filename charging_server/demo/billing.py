@@ -27,6 +27,7 @@ from charging_engine.bootstrap import Engine
 from charging_engine.money import format_amount
 from charging_server.billing_cmd import switches
 from charging_server.demo.dunning import play_ladder
+from charging_server.demo.notices import play_notices
 from charging_server.demo.prepaid import play_prepaid
 from charging_server.demo.receiver import Receiver
 from charging_server.demo.show import title
@@ -128,6 +129,7 @@ async def play_billing(engine: Engine, data_dir: Path) -> None:
     await _payments(engine, inv["invoice_id"], inv["amount_due"], clock.now())
     await play_ladder(engine, clock)
     await play_prepaid(engine, clock)
+    await play_notices(engine, clock)
 
 
 async def _payments(engine: Engine, invoice_id: str, due: int, at: datetime) -> None:

@@ -135,3 +135,10 @@ def test_every_rule_gives_its_template_every_variable() -> None:
         (i,) = intents(kind, data, AT)
         declared = set(get_event(i.event).variables) - set(COMMON_VARIABLES)
         assert set(i.context) == declared, kind
+
+
+async def test_a_cleared_ladder_tells_the_customer_service_is_back(pool: asyncpg.Pool) -> None:
+    await setup(pool)
+    await emit(pool, "dunning.cleared", {"account_id": "a1", "step": "suspended"}, "c1")
+    assert await Relay(pool, now=lambda: AT).run_once() == 2
+    assert {e for e, _, _ in await rows(pool)} == {"account.restored"}
