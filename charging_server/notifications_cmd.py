@@ -1,11 +1,12 @@
-"""Wiring the notifications into ``serve``: the relay from billing's event log and the
-dispatcher with each tenant's channels, in one background loop of the engine."""
+"""Wiring the notifications into ``serve``: payment reminders, the relay from billing's event log
+and the dispatcher with each tenant's channels, in one background loop of the engine."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 
 from billing.clock import SystemClock
 from billing.secrets import Secrets, SecretsKeyError
@@ -14,9 +15,11 @@ from notifications.channel_registry import ChannelRegistry
 from notifications.compose import Composer
 from notifications.dispatcher import Dispatcher
 from notifications.relay import Relay
+from notifications.reminders import queue_reminders
 
 log = logging.getLogger("charging_server.notifications")
 IDLE_S = 1.0  # an idle pass waits this long for the stop signal before looking again
+REMIND_EVERY_S = 300.0  # payment reminders are looked for this often
 
 
 def install_notifications(engine: Engine) -> None:
@@ -33,11 +36,15 @@ def install_notifications(engine: Engine) -> None:
     dispatcher = Dispatcher(engine.pool, registry, Composer(engine.pool), now=clock.now)
 
     async def run(stop: asyncio.Event) -> None:
+        reminded: float = 0.0
         try:
             while not stop.is_set():
                 busy = 0
                 try:
-                    busy = await relay.run_once() + await dispatcher.run_once()
+                    if time.monotonic() - reminded >= REMIND_EVERY_S:
+                        reminded = time.monotonic()
+                        busy += await queue_reminders(engine.pool, clock.now())
+                    busy += await relay.run_once() + await dispatcher.run_once()
                 except Exception:  # the database restarted, say: the next pass retries
                     log.exception("notifications pass failed")
                 if not busy:

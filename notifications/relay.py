@@ -20,7 +20,7 @@ import orjson
 
 from notifications.rules import Intent, intents
 
-__all__ = ["CONSUMER", "Contacts", "Relay", "recipients"]
+__all__ = ["CONSUMER", "Contacts", "Relay", "recipients", "write"]
 
 CONSUMER: Final = "notifications"
 
@@ -93,7 +93,7 @@ class Relay:
                 body = orjson.loads(r["payload"])
                 raised = datetime.fromisoformat(body.get("timestamp") or at.isoformat())
                 for intent in intents(r["type"], body.get("data", {}), raised):
-                    made += await _write(conn, r["tenant_id"], r["event_id"], intent, at)
+                    made += await write(conn, r["tenant_id"], r["event_id"], intent, at)
             if rows:
                 await conn.execute("DELETE FROM event_consumer_queue WHERE consumer = $1 AND"
                                    " event_id = ANY($2)", CONSUMER,
@@ -112,7 +112,8 @@ async def contacts(conn: Any, tenant_id: str, account_id: str) -> Contacts | Non
                     frozenset(r["optouts"]))  # fmt: skip
 
 
-async def _write(conn: Any, tenant_id: str, source: str, intent: Intent, at: datetime) -> int:
+async def write(conn: Any, tenant_id: str, source: str, intent: Intent, at: datetime) -> int:
+    """Address ``intent`` and write its messages (once each); -> how many are new."""
     c = await contacts(conn, tenant_id, intent.account_id)
     if c is None:
         return 0
