@@ -7,6 +7,7 @@
     python -m benchmarks documents       # invoice PDFs rendered per second
     python -m benchmarks dunning         # the suspension ladder over 100k accounts; payments/s
     python -m benchmarks prepaid         # expiring prepaid money: accounts/s
+    python -m benchmarks notifications   # messages rendered and sent/s: local SMTP and SMSC
     python -m benchmarks load --users 50 --run-time 30s   # locust load test with a report
 """
 
@@ -21,6 +22,7 @@ from benchmarks import (
     dunning,
     invoicing,
     lifecycle,
+    notifications,
     prepaid,
     rating,
     settlement,
@@ -60,6 +62,10 @@ def _prepaid(a: argparse.Namespace) -> str:
     return prepaid.report(prepaid.run(min(a.accounts, 10_000)))
 
 
+def _notifications(a: argparse.Namespace) -> str:
+    return notifications.report(notifications.run(min(a.accounts, 5_000)))
+
+
 def _invoicing(a: argparse.Namespace) -> str:
     return invoicing.report(invoicing.run(a.accounts, a.calls))
 
@@ -74,6 +80,7 @@ MICRO: dict[str, Callable[[argparse.Namespace], str]] = {
     "invoicing": _invoicing,
     "dunning": _dunning,
     "prepaid": _prepaid,
+    "notifications": _notifications,
 }
 
 

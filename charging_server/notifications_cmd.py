@@ -14,6 +14,7 @@ from charging_engine.bootstrap import Engine
 from notifications.channel_registry import ChannelRegistry
 from notifications.compose import Composer
 from notifications.dispatcher import Dispatcher
+from notifications.keywords import Keywords
 from notifications.relay import Relay
 from notifications.reminders import queue_reminders
 
@@ -32,7 +33,8 @@ def install_notifications(engine: Engine) -> None:
         secrets = None
     clock = SystemClock()
     relay = Relay(engine.pool, now=clock.now)
-    registry = ChannelRegistry(engine.pool, secrets, now=clock.now)
+    registry = ChannelRegistry(engine.pool, secrets, now=clock.now,
+                               inbound=Keywords(engine.pool, engine.store, now=clock.now))
     dispatcher = Dispatcher(engine.pool, registry, Composer(engine.pool), now=clock.now)
 
     async def run(stop: asyncio.Event) -> None:

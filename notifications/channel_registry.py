@@ -19,7 +19,7 @@ from billing.secrets import Secrets
 from notifications.channels.email import EmailChannel, SmtpSettings
 from notifications.channels.model import Channel
 from notifications.channels.sms import DeliveryReceipts, SmsChannel
-from notifications.smpp import SmppClient
+from notifications.smpp import Delivery, OnDeliver, SmppClient
 
 __all__ = ["ChannelRegistry"]
 
@@ -36,8 +36,10 @@ class _Built:
 
 
 class ChannelRegistry:
-    def __init__(self, pool: asyncpg.Pool, secrets: Secrets | None, *, now: Any) -> None:
-        self.pool, self.secrets, self.now = pool, secrets, now
+    def __init__(self, pool: asyncpg.Pool, secrets: Secrets | None, *, now: Any,
+                 inbound: OnDeliver | None = None) -> None:  # fmt: skip
+        """``inbound``: what mobile-originated texts go to (the keywords), besides receipts."""
+        self.pool, self.secrets, self.now, self.inbound = pool, secrets, now, inbound
         self._built: dict[tuple[str, str], _Built] = {}
 
     async def channel(self, tenant_id: str, name: str) -> Channel | None:
@@ -64,13 +66,18 @@ class ChannelRegistry:
                 password=password, security=s.get("security", "starttls"))))  # fmt: skip
         else:
             client = SmppClient(s["host"], int(s["port"]), s["system_id"], password or "",
-                                on_deliver=DeliveryReceipts(self.pool, now=self.now),
-                                name=f"{tenant_id}-smsc")  # fmt: skip
+                                on_deliver=self._on_deliver, name=f"{tenant_id}-smsc")
             stop = asyncio.Event()
             built = _Built(r["updated_at"], SmsChannel(client, s.get("source", "")), client,
                            stop, asyncio.create_task(client.run(stop)))  # fmt: skip
         self._built[key] = built
         return built.channel
+
+    async def _on_deliver(self, d: Delivery) -> None:
+        """Receipts update the messages; texts from phones go to the keywords."""
+        await DeliveryReceipts(self.pool, now=self.now)(d)
+        if self.inbound is not None:
+            await self.inbound(d)
 
     async def _drop(self, key: tuple[str, str]) -> None:
         built = self._built.pop(key, None)
