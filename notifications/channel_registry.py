@@ -81,6 +81,8 @@ class ChannelRegistry:
 
     async def _drop(self, key: tuple[str, str]) -> None:
         built = self._built.pop(key, None)
+        if built is not None and isinstance(built.channel, EmailChannel):
+            await built.channel.aclose()
         if built is not None and built.stop is not None and built.task is not None:
             built.stop.set()
             with contextlib.suppress(Exception):

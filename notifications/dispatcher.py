@@ -49,6 +49,20 @@ RETURNING *
 """
 
 
+MARK_SQL: Final = """
+WITH sent AS (
+    UPDATE notifications SET status = 'sent', provider_ref = $2, sent_at = $3,
+           lease_until = NULL, last_error = NULL
+    WHERE notification_id = $1 RETURNING notification_id),
+parts AS (
+    INSERT INTO notification_parts (provider_id, channel, notification_id)
+    SELECT unnest($4::text[]), $5, $1
+    ON CONFLICT (channel, provider_id) DO UPDATE SET notification_id = excluded.notification_id
+    RETURNING (xmax <> 0) AS early)
+SELECT COALESCE(bool_or(early), false) FROM parts
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Retry:
     first: timedelta = timedelta(seconds=30)
@@ -118,17 +132,13 @@ class Dispatcher:
                 LOGGER.exception("notification %s failed", r["notification_id"])
             await self._retry(r, f"{type(e).__name__}: {e}"[:500])
             return False
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE notifications SET status = 'sent', provider_ref = $2, sent_at = $3,"
-                " lease_until = NULL, last_error = NULL WHERE notification_id = $1",
-                r["notification_id"], ref, self.now())  # fmt: skip
-            await conn.execute(  # a receipt may have come first: it wrote the part already
-                "INSERT INTO notification_parts (provider_id, channel, notification_id)"
-                " SELECT unnest($1::text[]), $2, $3 ON CONFLICT (channel, provider_id)"
-                " DO UPDATE SET notification_id = excluded.notification_id",
-                ref.split(","), r["channel"], r["notification_id"])  # fmt: skip
-            await receipts.settle(conn, r["notification_id"], self.now())
+        # One round trip: marked sent, its parts recorded; a receipt that came first (it wrote
+        # its part already) is settled against the message now.
+        early = await self.pool.fetchval(MARK_SQL, r["notification_id"], ref, self.now(),
+                                         ref.split(","), r["channel"])  # fmt: skip
+        if early:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await receipts.settle(conn, r["notification_id"], self.now())
         return True
 
     async def _retry(self, r: Any, error: str) -> None:

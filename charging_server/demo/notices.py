@@ -78,6 +78,7 @@ async def play_notices(engine: Engine, clock: MovableClock) -> None:
                                              " <billing@acme.example>", security="none"))
             sent = await Dispatcher(pool, {"email": mail, "sms": SmsChannel(client, "ACME")},
                                     Composer(pool), now=clock.now).drain()  # fmt: skip
+            await mail.aclose()
             for _ in range(200):  # the receipts come back over the same session
                 if await pool.fetchval("SELECT count(*) FROM notifications WHERE channel ="
                                        " 'sms' AND status = 'sent'") == 0:  # fmt: skip

@@ -1,13 +1,14 @@
 """Email over SMTP (``aiosmtplib``): a text and an HTML part, attachments, the tenant's sender.
 
-STARTTLS or implicit TLS as configured; the Message-ID names the notification
-(``<n{id}.{tenant}@{domain}>``) so a receiver (or an operator) can tell a redelivery of the
-same message from a new one. 4xx answers and connection trouble are ``SendFailed`` (the outbox
-retries), 5xx refusals of the recipient ``Undeliverable``.
+Sessions are kept open and reused. STARTTLS or implicit TLS as configured; the Message-ID names
+the notification (``<n{id}.{tenant}@{domain}>``) so a receiver (or an operator) can tell a
+redelivery of the same message from a new one. 4xx answers and connection trouble are
+``SendFailed`` (the outbox retries), 5xx refusals of the recipient ``Undeliverable``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -48,27 +49,77 @@ def build(s: SmtpSettings, m: Outgoing) -> EmailMessage:
 
 
 class EmailChannel:
-    def __init__(self, settings: SmtpSettings) -> None:
+    """Up to ``sessions`` SMTP sessions kept open and reused (a provider counts connections,
+    and a handshake per message costs more than the message); a session that fails is dropped
+    and the next message opens a new one."""
+
+    def __init__(self, settings: SmtpSettings, *, sessions: int = 4) -> None:
         self.settings = settings
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._gate = asyncio.Semaphore(max(1, sessions))
+
+    async def _session(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            smtp = self._idle.pop()
+            if smtp.is_connected:
+                return smtp
+        s = self.settings
+        smtp = aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.security == "tls",
+                               start_tls=s.security == "starttls", timeout=s.timeout_s)
+        await smtp.connect()
+        if s.username and s.password:
+            await smtp.login(s.username, s.password)
+        return smtp
 
     async def send(self, message: Outgoing) -> str:
-        s = self.settings
-        msg = build(s, message)
-        try:
-            await aiosmtplib.send(
-                msg, hostname=s.host, port=s.port, username=s.username, password=s.password,
-                use_tls=s.security == "tls", start_tls=s.security == "starttls",
-                timeout=s.timeout_s)  # fmt: skip
-        except aiosmtplib.SMTPRecipientsRefused as e:
-            codes = [r.code for r in e.recipients]
-            if codes and all(c >= 500 for c in codes):
-                first = e.recipients[0]
-                raise Undeliverable(f"refused: {first.code} {first.message}") from None
-            raise SendFailed(str(e)) from None
-        except aiosmtplib.SMTPResponseException as e:
-            if e.code >= 500 and e.code != 554:
-                raise Undeliverable(f"{e.code} {e.message}") from None
-            raise SendFailed(f"{e.code} {e.message}") from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
-            raise SendFailed(f"{type(e).__name__}: {e}") from None
+        msg = build(self.settings, message)
+        async with self._gate:
+            smtp: aiosmtplib.SMTP | None = None
+            try:
+                smtp = await self._session()
+                await smtp.send_message(msg)
+            except aiosmtplib.SMTPRecipientsRefused as e:
+                await self._reset(smtp)  # the session is fine: only the recipient was refused
+                codes = [r.code for r in e.recipients]
+                if codes and all(c >= 500 for c in codes):
+                    first = e.recipients[0]
+                    raise Undeliverable(f"refused: {first.code} {first.message}") from None
+                raise SendFailed(str(e)) from None
+            except aiosmtplib.SMTPResponseException as e:
+                _drop(smtp)
+                if e.code >= 500 and e.code != 554:
+                    raise Undeliverable(f"{e.code} {e.message}") from None
+                raise SendFailed(f"{e.code} {e.message}") from None
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
+                _drop(smtp)
+                raise SendFailed(f"{type(e).__name__}: {e}") from None
+            self._keep(smtp)
         return str(msg["Message-ID"])
+
+    async def _reset(self, smtp: aiosmtplib.SMTP | None) -> None:
+        if smtp is None:
+            return
+        try:
+            await smtp.rset()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            _drop(smtp)
+            return
+        self._keep(smtp)
+
+    def _keep(self, smtp: aiosmtplib.SMTP | None) -> None:
+        if smtp is not None and smtp.is_connected:
+            self._idle.append(smtp)
+
+    async def aclose(self) -> None:
+        """Say goodbye on every open session."""
+        while self._idle:
+            smtp = self._idle.pop()
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
+def _drop(smtp: aiosmtplib.SMTP | None) -> None:
+    if smtp is not None:
+        smtp.close()
