@@ -1,5 +1,5 @@
-"""Wiring the notifications into ``serve``: payment reminders, the relay from billing's event log
-and the dispatcher with each tenant's channels, in one background loop of the engine."""
+"""Wiring the notifications into ``serve``: payment reminders, balance alerts, the relay from
+billing's event log and the dispatcher with each tenant's channels, in one background loop."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from billing.clock import SystemClock
 from billing.secrets import Secrets, SecretsKeyError
 from charging_engine.bootstrap import Engine
+from notifications.balance_alerts import BalanceAlerts
 from notifications.channel_registry import ChannelRegistry
 from notifications.compose import Composer
 from notifications.dispatcher import Dispatcher
@@ -33,6 +34,7 @@ def install_notifications(engine: Engine) -> None:
         secrets = None
     clock = SystemClock()
     relay = Relay(engine.pool, now=clock.now)
+    alerts = BalanceAlerts(engine.pool)
     registry = ChannelRegistry(engine.pool, secrets, now=clock.now,
                                inbound=Keywords(engine.pool, engine.store, now=clock.now))
     dispatcher = Dispatcher(engine.pool, registry, Composer(engine.pool), now=clock.now)
@@ -46,6 +48,7 @@ def install_notifications(engine: Engine) -> None:
                     if time.monotonic() - reminded >= REMIND_EVERY_S:
                         reminded = time.monotonic()
                         busy += await queue_reminders(engine.pool, clock.now())
+                    busy += await alerts.run_once(clock.now())
                     busy += await relay.run_once() + await dispatcher.run_once()
                 except Exception:  # the database restarted, say: the next pass retries
                     log.exception("notifications pass failed")
