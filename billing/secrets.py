@@ -24,6 +24,15 @@ def generate_key() -> str:
     return Fernet.generate_key().decode()
 
 
+def secrets_or_none() -> Secrets | None:
+    """The configured secrets, or None when ``CE_SECRETS_KEY`` is not set (what needs a secret
+    then waits for it: a gateway, an endpoint, a channel password)."""
+    try:
+        return Secrets()
+    except SecretsKeyError:
+        return None
+
+
 class Secrets:
     def __init__(self, keys: str | None = None) -> None:
         raw = keys if keys is not None else os.environ.get(ENV, "")

@@ -113,7 +113,9 @@ async def evaluate(pool: Any, money: MoneyOperations, accounts: AccountChanges,
                     "valid_until": e.valid_until.isoformat()}, at=at,
                     dedup_key=f"balance.expiring:{account_id}:{e.ref}")  # fmt: skip
     today = at.astimezone(ZoneInfo(acct["timezone"])).date()
-    out.steps = await _dormancy(pool, money, accounts, policy, tenant_id, account_id,
+    # the balance as it stands now: read again only if expiries just moved it
+    balance = state.balance if not out.expired else await _balance(money, tenant_id, account_id)
+    out.steps = await _dormancy(pool, accounts, policy, tenant_id, account_id, balance,
                                 acct["status"], today, at)  # fmt: skip
     await pool.execute(
         "INSERT INTO prepaid_checks (tenant_id, account_id, checked_on) VALUES ($1, $2, $3)"
@@ -189,11 +191,14 @@ async def _zero_since(conn: Conn, tenant_id: str, account_id: str, balance: int,
     return ts.astimezone(UTC).date() if ts is not None else today
 
 
-async def _dormancy(pool: Any, money: MoneyOperations, accounts: AccountChanges,
-                    policy: Policy, tenant_id: str, account_id: str, status: str, today: date,
-                    at: datetime) -> list[str]:  # fmt: skip
+async def _balance(money: MoneyOperations, tenant_id: str, account_id: str) -> int:
     state = await money.store.state(tenant_id, account_id)
-    balance = state.balance if state is not None else 0
+    return state.balance if state is not None else 0
+
+
+async def _dormancy(pool: Any, accounts: AccountChanges, policy: Policy, tenant_id: str,
+                    account_id: str, balance: int, status: str, today: date,
+                    at: datetime) -> list[str]:  # fmt: skip
     if balance > 0 and status == AccountStatus.INACTIVE.value and await _ours(
             pool, tenant_id, account_id):  # topped up again: back to service
         await accounts.change_status(ACTOR, tenant_id, account_id, AccountStatus.ACTIVE,

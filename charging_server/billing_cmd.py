@@ -16,7 +16,7 @@ from billing.clock import Clock, MovableClock, SystemClock
 from billing.jobs import BillingJobs
 from billing.kind_switch import KindSwitches
 from billing.schedule import DEFAULT_CRON, run_scheduled
-from billing.secrets import Secrets, SecretsKeyError
+from billing.secrets import Secrets, SecretsKeyError, secrets_or_none
 from billing.webhooks.dispatcher import Dispatcher
 from charging_engine.accounts.changes import AccountChanges
 from charging_engine.accounts.money import MoneyOperations
@@ -79,13 +79,6 @@ def switches(engine: Engine) -> KindSwitches:
     return KindSwitches(engine.pool, engine.store, account_changes(engine))
 
 
-def _secrets() -> Secrets | None:
-    try:
-        return Secrets()
-    except SecretsKeyError:
-        return None
-
-
 def dispatcher(engine: Engine, clock: Clock) -> Dispatcher | None:
     """The webhook dispatcher, when ``CE_SECRETS_KEY`` can decrypt endpoint secrets."""
     try:
@@ -105,7 +98,8 @@ def install_billing(engine: Engine) -> None:
     sender = dispatcher(engine, clock)
     if sender is not None:
         engine.background.append(sender.run)
-    topups = AutoTopups(engine.pool, money_operations(engine), _secrets(), clock=clock)
+    topups = AutoTopups(engine.pool, money_operations(engine), secrets_or_none(),
+                        clock=clock)
     engine.background.append(topups.run)  # answers low-balance alerts as they are stored
     if cron == "off":
         return

@@ -9,7 +9,7 @@ import logging
 import time
 
 from billing.clock import SystemClock
-from billing.secrets import Secrets, SecretsKeyError
+from billing.secrets import secrets_or_none
 from charging_engine.bootstrap import Engine
 from notifications.balance_alerts import BalanceAlerts
 from notifications.channel_registry import ChannelRegistry
@@ -28,10 +28,7 @@ def install_notifications(engine: Engine) -> None:
     """Relay and send notifications while the engine runs (with a database)."""
     if engine.settings.database_url is None:
         return
-    try:
-        secrets: Secrets | None = Secrets()
-    except SecretsKeyError:  # channels without a password still work
-        secrets = None
+    secrets = secrets_or_none()  # without it, channels without a password still work
     clock = SystemClock()
     relay = Relay(engine.pool, now=clock.now)
     alerts = BalanceAlerts(engine.pool)

@@ -15,7 +15,7 @@ from typing import Any, Final
 from notifications.relay import write
 from notifications.rules import Intent
 
-__all__ = ["BalanceAlerts", "queue_balance_alerts"]
+__all__ = ["BalanceAlerts"]
 
 MARGIN: Final = 1_000  # alert ids below the newest seen that are looked at again
 
@@ -52,7 +52,3 @@ class BalanceAlerts:
             self.seen = max(self.seen, r["id"])
         return made
 
-
-async def queue_balance_alerts(pool: Any, at: datetime) -> int:
-    """One pass from the start (tests and one-off runs)."""
-    return await BalanceAlerts(pool).run_once(at)

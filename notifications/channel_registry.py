@@ -40,6 +40,7 @@ class ChannelRegistry:
                  inbound: OnDeliver | None = None) -> None:  # fmt: skip
         """``inbound``: what mobile-originated texts go to (the keywords), besides receipts."""
         self.pool, self.secrets, self.now, self.inbound = pool, secrets, now, inbound
+        self._receipts = DeliveryReceipts(pool, now=now)
         self._built: dict[tuple[str, str], _Built] = {}
 
     async def channel(self, tenant_id: str, name: str) -> Channel | None:
@@ -75,7 +76,7 @@ class ChannelRegistry:
 
     async def _on_deliver(self, d: Delivery) -> None:
         """Receipts update the messages; texts from phones go to the keywords."""
-        await DeliveryReceipts(self.pool, now=self.now)(d)
+        await self._receipts(d)
         if self.inbound is not None:
             await self.inbound(d)
 

@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from billing.amounts import format_minor
 from billing.gateways.model import Credentials, GatewayEvent, GatewayRejected, PayLink
 from billing.minor_units import exponent
 
@@ -59,11 +60,8 @@ class PayPalError(RuntimeError):
         self.status, self.issue = status, issue
 
 
-def to_value(amount: int, currency: str) -> str:
-    """Minor units as PayPal's decimal string: 2323 EUR -> "23.23", 500 JPY -> "500"."""
-    e = exponent(currency)
-    whole, frac = divmod(abs(amount), int(10**e))
-    return ("-" if amount < 0 else "") + (f"{whole}.{frac:0{e}d}" if e else str(whole))
+# Minor units as PayPal's decimal string (2323 EUR -> "23.23", 500 JPY -> "500"): the API's own.
+to_value = format_minor
 
 
 def to_minor(value: str, currency: str) -> int:
