@@ -34,6 +34,8 @@ from admin_api.billing import (
     settings_routes,
     webhooks_routes,
 )
+from admin_api.collections import agents_routes as collection_agents
+from admin_api.collections import tasks_routes as collection_tasks
 from admin_api.context import AdminContext
 from admin_api.domain_errors import install_domain_errors
 from admin_api.guard import BodyGuard
@@ -56,7 +58,8 @@ ROUTERS: Final = (
     exports_routes.router, payments_routes.router, reports_routes.router,
     credit_notes_routes.router, dunning_routes.router, gateways_routes.router,
     prepaid_routes.router, auto_topup_routes.router, plan_change_routes.router,
-    self_service_routes.router, notifications_routes.router,
+    self_service_routes.router, notifications_routes.router, collection_agents.router,
+    collection_tasks.router,
 )
 
 

@@ -21,9 +21,12 @@ from admin_api.billing.plan_change_routes import (
     request_out,
     show_preview,
 )
+from admin_api.collections.acting import task_out
+from admin_api.collections.schemas import PickupIn, TaskOut
 from admin_api.context import AdminContext, Ctx, get_context
-from admin_api.problems import responses
+from admin_api.problems import ApiProblem, responses
 from billing import plan_requests
+from billing.collections import tasks
 from charging_engine.web.api_key import invalid_key, key_extractor
 
 router = APIRouter(tags=["self-service"])
@@ -75,3 +78,25 @@ async def my_cancel(ctx: Ctx, who: Customer, request_id: RequestPath) -> Request
     row = await plan_requests.decide(ctx.pool, who[0], request_id, "cancel", by="customer",
                                      reason=None, now=ctx.now(), account_id=who[1])
     return request_out(row)
+
+
+MAX_OPEN_PICKUPS = 3
+
+
+@router.post(SELF + "/pickup-requests", response_model=TaskOut, status_code=201,
+             responses=responses(401, 409, 422),
+             summary="Ask for an agent to come and collect a payment")
+async def my_pickup(ctx: Ctx, who: Customer, body: PickupIn) -> TaskOut:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM accounts WHERE tenant_id = $1 AND account_id = $2"
+                           " FOR UPDATE", *who)  # fmt: skip
+        open_now = await conn.fetchval(
+            "SELECT count(*) FROM collection_tasks WHERE tenant_id = $1 AND account_id = $2"
+            " AND kind = 'pickup' AND status NOT IN ('collected', 'cancelled')", *who)
+        if open_now >= MAX_OPEN_PICKUPS:
+            raise ApiProblem(409, "too_many_pickups",
+                             f"{open_now} pickup requests are open already")
+        t = await tasks.create(conn, who[0], tasks.TaskIn(
+            account_id=who[1], kind="pickup", address=body.address, note=body.note),
+            by="customer", at=ctx.now())  # fmt: skip
+    return task_out(t)

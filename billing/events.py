@@ -30,6 +30,7 @@ def invoice_data(r: Any) -> dict[str, Any]:
         "tax_total": r["tax_total"], "total": r["total"], "credit_applied": r["credit_applied"],
         "amount_due": r["amount_due"], "issued_on": day("issued_on"), "due_on": day("due_on"),
         "period_start": day("period_start"), "period_end": day("period_end"),
+        "source_ref": r.get("source_ref"),  # a receipt's top-up key ("pay:<id>": a payment's)
     }
 
 

@@ -317,7 +317,8 @@ def payment_data(p: Payment) -> dict[str, Any]:
         "id": p.payment_id, "account_id": p.account_id, "method": p.method,
         "amount": p.amount, "currency": p.currency, "minor_unit_exponent": exponent(p.currency),
         "received_on": p.received_on.isoformat(), "reference": p.reference,
-        "status": p.status, "credited": p.credited, "shortfall": p.shortfall,
+        "collected_by": p.collected_by, "status": p.status, "credited": p.credited,
+        "shortfall": p.shortfall,
         "topped_up": p.topup_key is not None,
         "allocations": [{"invoice_id": inv, "amount": amount, "live": live}
                         for inv, amount, live in p.allocations],

@@ -44,14 +44,19 @@ def _invoice(d: Mapping[str, Any], at: datetime) -> list[Intent]:
 
 def _receipt(d: Mapping[str, Any], at: datetime) -> list[Intent]:
     inv = d.get("invoice") or {}
+    if str(inv.get("source_ref") or "").startswith("pay:"):
+        return []  # a recorded payment's top-up: its payment (or collection) event tells it
     return [Intent("topup.confirmed", str(inv["account_id"]), {
         "amount": int(inv.get("total") or 0), "balance_micros": None})]  # fmt: skip
 
 
 def _payment(d: Mapping[str, Any], at: datetime) -> list[Intent]:
     p = d.get("payment") or {}
-    if not p.get("account_id") or p.get("topped_up"):
-        return []  # a prepaid top-up is confirmed by its receipt
+    if not p.get("account_id") or str(p.get("collected_by") or "").startswith("agent:"):
+        return []  # an agent's collection has its own receipt (collection.recorded)
+    if p.get("topped_up"):
+        return [Intent("topup.confirmed", str(p["account_id"]), {
+            "amount": int(p.get("amount") or 0), "balance_micros": None})]  # fmt: skip
     invoices = [a.get("invoice_id") for a in p.get("allocations") or []]
     return [Intent("payment.succeeded", str(p["account_id"]), {
         "amount": int(p.get("amount") or 0), "paid_on": _day(p.get("received_on")),
@@ -81,7 +86,16 @@ def _inactivation(d: Mapping[str, Any], at: datetime) -> list[Intent]:
         "inactivation_date": _day(d.get("due_on")), "topup_url": None})]  # fmt: skip
 
 
+def _collection(d: Mapping[str, Any], at: datetime) -> list[Intent]:
+    c = d.get("collection") or {}
+    return [Intent("collection.receipt", str(c["account_id"]), {
+        "amount": int(c["amount"]), "method": c.get("method"), "agent_name": c.get("agent_name"),
+        "receipt_number": c.get("receipt_number"), "received_on": _day(c.get("received_on"))},
+        channels=("sms",), alternate_too=True)]  # fmt: skip
+
+
 RULES: Final[dict[str, Rule]] = {
+    "collection.recorded": _collection,
     "invoice.finalized": _invoice,
     "receipt.issued": _receipt,
     "payment.recorded": _payment,

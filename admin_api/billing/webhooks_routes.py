@@ -34,7 +34,7 @@ EventType = Literal[
     "dunning.cleared", "balance.expiring", "balance.expired", "account.inactivation_pending",
     "account.inactivated", "account.termination_pending", "account.terminated",
     "plan_change.requested", "plan_change.applied", "plan_change.rejected",
-    "plan_change.cancelled",
+    "plan_change.cancelled", "collection.recorded",
 ]
 Url = Annotated[str, StringConstraints(min_length=8, max_length=2000,
                                        pattern=r"^https?://[^\s\x00-\x1f]+$")]

@@ -22,7 +22,7 @@ EVENT_TYPES: Final = frozenset({
     "dunning.cleared", "balance.expiring", "balance.expired", "account.inactivation_pending",
     "account.inactivated", "account.termination_pending", "account.terminated",
     "plan_change.requested", "plan_change.applied", "plan_change.rejected",
-    "plan_change.cancelled",
+    "plan_change.cancelled", "collection.recorded",
 })
 _TYPE_RE: Final = re.compile(r"^[a-z]+\.[a-z_]+$")
 COLUMNS: Final = "endpoint_id, url, description, event_types, enabled, created_at, updated_at"

@@ -104,19 +104,29 @@ BODIES: dict[tuple[str, str], Any] = {
         {"reason": "taken over"},
     ("PUT", "/v1/tenants/{tenant_id}/accounts/{account_id}/payment-method"):
         {"customer_ref": "cus_taken", "method_ref": "pm_taken"},
+    ("PUT", "/v1/tenants/{tenant_id}/collection-agents/{agent_id}"): {"name": "taken over"},
+    ("PUT", "/v1/tenants/{tenant_id}/collection-presets"):
+        {"presets": [{"code": "taken", "label": "x", "outcome": "collected"}]},
+    ("POST", "/v1/tenants/{tenant_id}/collection-tasks"): {"account_id": "b1", "kind": "pickup"},
+    ("POST", "/v1/tenants/{tenant_id}/collection-tasks/{task_id}/assign"): {"agent_id": None},
+    ("POST", "/v1/tenants/{tenant_id}/collection-tasks/{task_id}/visits"):
+        {"preset": "customer_absent"},
+    ("POST", "/v1/tenants/{tenant_id}/collection-tasks/{task_id}/collections"):
+        {"amount": "1.00", "method": "cash"},
 }
 # Query strings some routes need to get past validation.
 QUERIES: dict[tuple[str, str], str] = {
     ("GET", "/v1/tenants/{tenant_id}/exports/invoices"): "?from=2020-01-01&to=2020-02-01",
     ("GET", "/v1/tenants/{tenant_id}/exports/invoice-lines"): "?from=2020-01-01&to=2020-02-01",
     ("GET", "/v1/tenants/{tenant_id}/reports/payments"): "?from=2020-01-01&to=2030-01-01",
+    ("GET", "/v1/tenants/{tenant_id}/reports/collections"): "?from=2020-01-01&to=2020-12-31",
     ("GET", "/v1/tenants/{tenant_id}/accounts/{account_id}/plan-change-preview"):
         "?plan_id=bp_z2",
 }
 # The path parameters that name one of B's objects (checked on A's own tenant too).
 FOREIGN = ("account_id", "key_id", "rate_id", "alert_id", "bill_plan_id", "tax_code",
            "discount_id", "did_number", "charge_id", "invoice_id", "endpoint_id", "delivery_id",
-           "payment_id", "credit_note_id", "request_id", "notification_id")
+           "payment_id", "credit_note_id", "request_id", "notification_id", "task_id")
 # Routes not under a tenant: what a tenant key gets there.
 UNSCOPED = {
     ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/v1/me"),
@@ -128,6 +138,7 @@ UNSCOPED = {
     ("GET", "/v1/self/plan-change-preview"), ("POST", "/v1/self/plan-change-requests"),
     ("GET", "/v1/self/plan-change-requests"),
     ("POST", "/v1/self/plan-change-requests/{request_id}/cancel"),
+    ("POST", "/v1/self/pickup-requests"),
 }
 
 
@@ -193,7 +204,8 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                   "prepaid_policies", "prepaid_expiries", "prepaid_dormancy",
                   "payment_methods", "auto_topup_attempts", "plan_change_requests",
                   "self_service_tokens", "notification_settings", "notification_channels",
-                  "notification_templates", "notifications"):
+                  "notification_templates", "notifications", "collection_agents",
+                  "collection_presets", "collection_tasks", "collection_visits"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
@@ -214,6 +226,10 @@ async def foreign_ids(api: Api, world: World) -> dict[str, str]:
     alert_id = (await b.get("/v1/tenants/zeta/alerts")).json()["items"][0]["id"]
     rates = (await b.get("/v1/tenants/zeta/rate-plans/std/rates")).json()["items"]
     billing = await _b_billing(b, api.engine.pool)
+    # A's agent key is an agent of A's: it reaches the task routes, where B's task is not found
+    r = await world.a.admin.put("/v1/tenants/acme/collection-agents/ga",
+                                json={"name": "A", "key_id": world.a.key_ids["agent"]})
+    assert r.status_code == 200, r.text
     return {
         "tenant_id": "zeta", "account_id": "b1", "plan_id": "std",
         "key_id": world.b.key_ids["ops"], "rate_id": str(rates[0]["id"]),
@@ -280,12 +296,31 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
     r = await b.put(z + "/gateways/stripe", json={"api_key": "sk_test_zeta_secret_key",
                                                   "webhook_secret": "whsec_zeta_secret"})
     assert r.status_code == 200, r.text
+    task_id = await _b_collections(b)
     return {"payment_id": payment_id, "credit_note_id": credit_note_id, "gateway": "stripe",
+            "task_id": task_id, "agent_id": "gz",
             "request_id": request_id, "notification_id": str(notification_id),
             "channel": "smtp", "event": "invoice.ready", "part": "body", "language": "en",
             "bill_plan_id": "bp_z", "tax_code": "VAT_Z",
             "discount_id": "d_z", "did_number": "4930000001", "charge_id": charge_id,
             "invoice_id": invoice_id, "endpoint_id": endpoint_id, "delivery_id": str(delivery_id)}
+
+
+async def _b_collections(b: httpx.AsyncClient) -> str:
+    """B's collection agent (with B's agent key) and a task assigned to it, visited."""
+    z = "/v1/tenants/zeta"
+    me = (await b.get("/v1/tenants/zeta/keys")).json()["items"]
+    agent_key = next(k["key_id"] for k in me if k["role"] == "agent")
+    r = await b.put(z + "/collection-agents/gz", json={"name": "Z", "area": "z",
+                                                       "key_id": agent_key})
+    assert r.status_code == 200, r.text
+    r = await b.post(z + "/collection-tasks", json={"account_id": "b1", "kind": "pickup",
+                                                    "area": "z"})
+    assert r.status_code == 201 and r.json()["agent_id"] == "gz", r.text
+    task_id: str = r.json()["task_id"]
+    r = await b.post(z + f"/collection-tasks/{task_id}/visits", json={"preset": "refused"})
+    assert r.status_code == 201, r.text
+    return task_id
 
 
 async def _b_invoice(pool: asyncpg.Pool) -> tuple[str, int]:
