@@ -129,6 +129,9 @@ def test_every_rule_gives_its_template_every_variable() -> None:
         "dunning.cleared": {"account_id": "a"},
         "balance.expiring": {"account_id": "a", "amount": 5, "valid_until": "2026-06-08"},
         "account.inactivation_pending": {"account_id": "a", "due_on": "2026-07-01"},
+        "collection.recorded": {"collection": {"account_id": "a", "amount": 5, "method": "cash",
+                                               "agent_name": "Ann", "receipt_number": "CR-1",
+                                               "received_on": "2026-06-01"}},
     }  # fmt: skip
     assert set(samples) == set(RULES)
     for kind, data in samples.items():
