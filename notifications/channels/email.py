@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from email.message import EmailMessage
 from email.utils import formatdate
 
 import aiosmtplib
 
+from notifications.channels.mime import address, message_bytes
 from notifications.channels.model import Outgoing, SendFailed, Undeliverable
 
-__all__ = ["EmailChannel", "SmtpSettings", "build"]
+__all__ = ["EmailChannel", "SmtpSettings", "build", "message_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,20 +32,16 @@ class SmtpSettings:
     domain: str = "notifications.invalid"  # the Message-ID's right-hand side
 
 
-def build(s: SmtpSettings, m: Outgoing) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = s.sender
-    msg["To"] = m.recipient
-    msg["Subject"] = m.subject
-    msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = f"<n{m.notification_id}.{m.tenant_id}@{s.domain}>"
-    msg.set_content(m.body)
-    if m.html:
-        msg.add_alternative(m.html, subtype="html")
-    for name, mime, data in m.attachments:
-        main, _, sub = mime.partition("/")
-        msg.add_attachment(data, maintype=main, subtype=sub or "octet-stream", filename=name)
-    return msg
+def build(s: SmtpSettings, m: Outgoing) -> bytes:
+    """The message's bytes (``mime``); ``ValueError`` for an address that is none."""
+    return message_bytes(
+        sender=s.sender, recipient=m.recipient, subject=m.subject,
+        message_id=message_id(s, m), date=formatdate(localtime=False), text=m.body,
+        html=m.html, attachments=m.attachments)  # fmt: skip
+
+
+def message_id(s: SmtpSettings, m: Outgoing) -> str:
+    return f"<n{m.notification_id}.{m.tenant_id}@{s.domain}>"
 
 
 class EmailChannel:
@@ -53,7 +49,7 @@ class EmailChannel:
     and a handshake per message costs more than the message); a session that fails is dropped
     and the next message opens a new one."""
 
-    def __init__(self, settings: SmtpSettings, *, sessions: int = 4) -> None:
+    def __init__(self, settings: SmtpSettings, *, sessions: int = 8) -> None:
         self.settings = settings
         self._idle: list[aiosmtplib.SMTP] = []
         self._gate = asyncio.Semaphore(max(1, sessions))
@@ -72,12 +68,20 @@ class EmailChannel:
         return smtp
 
     async def send(self, message: Outgoing) -> str:
-        msg = build(self.settings, message)
+        try:
+            _, envelope_from = address(self.settings.sender)
+        except ValueError as e:  # the tenant's configuration: retried once it is mended
+            raise SendFailed(f"the channel's sender: {e}") from None
+        try:
+            _, envelope_to = address(message.recipient)
+            data = build(self.settings, message)
+        except ValueError as e:
+            raise Undeliverable(str(e)) from None
         async with self._gate:
             smtp: aiosmtplib.SMTP | None = None
             try:
                 smtp = await self._session()
-                await smtp.send_message(msg)
+                await smtp.sendmail(envelope_from, [envelope_to], data)
             except aiosmtplib.SMTPRecipientsRefused as e:
                 await self._reset(smtp)  # the session is fine: only the recipient was refused
                 codes = [r.code for r in e.recipients]
@@ -94,7 +98,7 @@ class EmailChannel:
                 _drop(smtp)
                 raise SendFailed(f"{type(e).__name__}: {e}") from None
             self._keep(smtp)
-        return str(msg["Message-ID"])
+        return message_id(self.settings, message)
 
     async def _reset(self, smtp: aiosmtplib.SMTP | None) -> None:
         if smtp is None:
