@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from importlib import resources
 
 import pytest
@@ -31,6 +32,7 @@ CALL = re.compile(
     r"(?P<cur>[A-Z]{3})  balance +(?P<balance>-?\d+\.\d+) (?P<bcur>[A-Z]{3})$"
 )
 DENIED = re.compile(r"^  (?P<account>\S+)\s+(?P<dst>.{18}) DENIED (?P<reason>\w+)")
+QUOTED = re.compile(r'"[^"]*"')
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -124,7 +126,8 @@ def test_every_amount_carries_its_tenants_currency(demo: Run) -> None:
     loaded = demo.currencies()
     assert set(loaded) == {"acme", "globex"}
     seen: set[str] = set()
-    for line in demo.lines:
+    for printed in demo.lines:
+        line = QUOTED.sub('""', printed)  # a customer's text: money as the locale writes it
         for m in AMOUNT.finditer(line):
             after = line[m.end():]
             code = re.match(r" ([A-Z]{3})\b", after)
@@ -266,3 +269,18 @@ async def test_differences_are_listed_and_exit_1(
     out = capsys.readouterr().out
     assert "reconcile: 1 difference " in out
     assert "acme/alice: Redis 9.9586 USD (seq 12), ledger 9.9587 USD (seq 12): balance" in out
+
+
+def test_balance_by_sms_and_an_agents_cash_receipt(demo: Run) -> None:
+    """The reply to BALANCE after the collection is the one before plus what the agent took;
+    the phone's retry made no second payment; the receipt went to both numbers once each."""
+    lines = demo.section("in the field")
+    replies = [re.search(r'the reply: ".*\$(\d+\.\d{2})\."', ln) for ln in lines]
+    before, after = [Decimal(r[1]) for r in replies if r]
+    took = re.search(r"records (\d+\.\d{2}) USD cash, sent twice by her phone: 1 payment",
+                     "\n".join(lines))
+    assert took is not None, lines
+    assert after - before == Decimal(took[1]) > 0
+    receipts = [ln for ln in lines if ln.startswith("  SMS to ") and "receipt CR-" in ln]
+    numbers = sorted(ln.split(":")[0].removeprefix("  SMS to ") for ln in receipts)
+    assert numbers == ["+12125550144", "+12125550145"], receipts

@@ -19,13 +19,15 @@ from aiosmtpd.controller import Controller
 
 from billing.clock import MovableClock
 from charging_engine.bootstrap import Engine
+from charging_server.demo.field import play_field
 from charging_server.demo.show import title
 from notifications.channels.email import EmailChannel, SmtpSettings
 from notifications.channels.sms import DeliveryReceipts, SmsChannel
 from notifications.compose import Composer
 from notifications.dispatcher import Dispatcher
+from notifications.keywords import Keywords
 from notifications.relay import Relay
-from notifications.smpp import SmppClient, Smsc
+from notifications.smpp import Delivery, SmppClient, Smsc
 
 TENANT = "acme"
 CONTACTS = (  # account, name, mobile, email
@@ -69,27 +71,44 @@ async def play_notices(engine: Engine, clock: MovableClock) -> None:
     smtp.start()
     try:
         async with Smsc({"acme": "demopass"}) as smsc:
+            receipts = DeliveryReceipts(pool, now=clock.now)
+            keywords = Keywords(pool, engine.store, now=clock.now)
+
+            async def on_deliver(d: Delivery) -> None:  # as the channel registry chains them
+                await receipts(d)
+                await keywords(d)
+
             client = SmppClient("127.0.0.1", smsc.port, "acme", "demopass",
-                                on_deliver=DeliveryReceipts(pool, now=clock.now))  # fmt: skip
+                                on_deliver=on_deliver)  # fmt: skip
             stop = asyncio.Event()
             task = asyncio.create_task(client.run(stop))
             await asyncio.wait_for(client.bound.wait(), 10)
             mail = EmailChannel(SmtpSettings("127.0.0.1", port, "Acme Telecom"
                                              " <billing@acme.example>", security="none"))
-            sent = await Dispatcher(pool, {"email": mail, "sms": SmsChannel(client, "ACME")},
-                                    Composer(pool), now=clock.now).drain()  # fmt: skip
-            await mail.aclose()
+            dispatcher = Dispatcher(pool, {"email": mail, "sms": SmsChannel(client, "ACME")},
+                                    Composer(pool), now=clock.now)  # fmt: skip
+            sent = await dispatcher.drain()
             for _ in range(200):  # the receipts come back over the same session
                 if await pool.fetchval("SELECT count(*) FROM notifications WHERE channel ="
                                        " 'sms' AND status = 'sent'") == 0:  # fmt: skip
                     break
                 await asyncio.sleep(0.01)
+            await _report(pool, inbox, made, sent, len(smsc.messages))
+
+            async def send() -> int:
+                while await relay.run_once():
+                    pass
+                return await dispatcher.drain()
+
+            await play_field(engine, clock, smsc, send)
+            await mail.aclose()
             stop.set()
             await asyncio.wait_for(task, 10)
-            texts = [m.text for m in smsc.messages]
-            sms_count = len(smsc.messages)
     finally:
         smtp.stop()
+
+
+async def _report(pool: Any, inbox: _Inbox, made: int, sent: int, sms_count: int) -> None:
     kinds = Counter(r["event"] for r in await pool.fetch(
         "SELECT event FROM notifications WHERE tenant_id = $1", TENANT))  # fmt: skip
     print(f"  the relay made {made} messages from the demo's events:"
@@ -102,4 +121,4 @@ async def play_notices(engine: Engine, clock: MovableClock) -> None:
                        "erin@example.com"})  # fmt: skip
     print(f"  erin's email subjects: {'; '.join(subjects)}")
     rows = await pool.fetchval("SELECT count(*) FROM notifications WHERE channel = 'sms'")
-    print(f"  {rows} SMS in the outbox, {len(texts)} at the SMSC: none lost, none twice")
+    print(f"  {rows} SMS in the outbox, {sms_count} at the SMSC: none lost, none twice")
