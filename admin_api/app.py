@@ -11,7 +11,16 @@ from typing import Final
 
 from fastapi import FastAPI
 
-from admin_api import audit, calls, keys_routes, notifications_routes, self_service_routes, tenants
+from admin_api import (
+    audit,
+    calls,
+    inbound_routes,
+    keys_routes,
+    notifications_routes,
+    self_service_routes,
+    sms_gateway_routes,
+    tenants,
+)
 from admin_api.accounts import routes as accounts
 from admin_api.alerts import routes as alerts
 from admin_api.alerts.hub import AlertHub
@@ -59,7 +68,7 @@ ROUTERS: Final = (
     credit_notes_routes.router, dunning_routes.router, gateways_routes.router,
     prepaid_routes.router, auto_topup_routes.router, plan_change_routes.router,
     self_service_routes.router, notifications_routes.router, collection_agents.router,
-    collection_tasks.router,
+    collection_tasks.router, inbound_routes.router, sms_gateway_routes.router,
 )
 
 

@@ -1,6 +1,7 @@
-"""Notification routes: the tenant's settings, channels (SMTP and SMPP accounts; passwords
-write-only, stored encrypted), templates (validated on save: an unknown variable or a reach for
-Python's internals is a 422), previews with sample data, and the outbox (search, resend)."""
+"""Notification routes: the tenant's settings, channels (SMTP and SMPP accounts, an HTTP SMS
+gateway (``sms_gateway_routes``); passwords write-only, stored encrypted), templates
+(validated on save: an unknown variable or a reach for Python's internals is a 422), previews
+with sample data, and the outbox (search, resend)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from admin_api.billing.webhooks_routes import secrets_or_503
 from admin_api.context import Ctx
 from admin_api.problems import ApiProblem, responses
 from admin_api.schemas import ID_PATTERN, Body, Out
+from admin_api.sms_gateway_routes import HttpSmsIn, save_http_sms
 from billing.catalog import lookups
 from notifications.templates import EVENTS, TemplateInvalid, preview, validate
 
@@ -25,7 +27,7 @@ router = APIRouter(tags=["notifications"])
 Readers = Annotated[Scope, Depends(allow(READERS))]
 Admins = Annotated[Scope, Depends(allow(ADMINS))]
 T = "/v1/tenants/{tenant_id}"
-Kind = Literal["smtp", "smpp"]
+Kind = Literal["smtp", "smpp", "http_sms"]
 ChannelName = Literal["sms", "email"]
 Part = Literal["body", "subject", "text", "html"]
 Language = Annotated[str, Path(pattern=r"^[a-z]{2}(_[A-Z]{2})?$")]
@@ -64,6 +66,7 @@ class ChannelOut(Out):
     channel: Kind
     settings: dict[str, Any]
     password_set: bool
+    webhook_secret_set: bool = Field(False, description="http_sms: its webhooks can be verified")
     enabled: bool
     updated_at: datetime
 
@@ -139,7 +142,7 @@ async def put_settings(ctx: Ctx, scope: Admins, body: SettingsIn) -> SettingsOut
             body.reminder_days, ctx.now())  # fmt: skip
         await record_change(conn, scope.caller, scope.tenant_id, "notifications.settings",
                             "notification-settings", None, body.model_dump())  # fmt: skip
-    return SettingsOut(**{k: r[k] for k in SettingsOut.model_fields})
+    return SettingsOut.of(r)
 
 
 @router.get(T + "/notification-settings", response_model=SettingsOut,
@@ -149,13 +152,21 @@ async def get_settings(ctx: Ctx, scope: Readers) -> SettingsOut:
                                 scope.tenant_id)  # fmt: skip
     if r is None:
         raise ApiProblem(404, "not_found", "no notification settings are set")
-    return SettingsOut(**{k: r[k] for k in SettingsOut.model_fields})
+    return SettingsOut.of(r)
 
 
 @router.put(T + "/notification-channels/{channel}", response_model=ChannelOut,
             responses=responses(401, 403, 404, 422, 503),
-            summary="Set the tenant's SMTP or SMPP account (the password is never returned)")
-async def put_channel(ctx: Ctx, scope: Admins, channel: Kind, body: ChannelIn) -> ChannelOut:
+            summary="Set the tenant's SMTP or SMPP account or HTTP SMS gateway (credentials"
+            " are never returned)")
+async def put_channel(ctx: Ctx, scope: Admins, channel: Kind,
+                      body: ChannelIn | HttpSmsIn) -> ChannelOut:  # fmt: skip
+    if (channel == "http_sms") != isinstance(body, HttpSmsIn):
+        raise ApiProblem(422, "invalid_request", "http_sms takes url, auth, fields...; smtp"
+                         " and smpp take host, port...")  # fmt: skip
+    if isinstance(body, HttpSmsIn):
+        await save_http_sms(ctx, scope, body)
+        return await get_channel(ctx, scope, channel)
     need = ("sender",) if channel == "smtp" else ("system_id", "source")
     missing = [n for n in need if not getattr(body, n)]
     if missing:
@@ -181,7 +192,7 @@ async def put_channel(ctx: Ctx, scope: Admins, channel: Kind, body: ChannelIn) -
 
 @router.get(T + "/notification-channels/{channel}", response_model=ChannelOut,
             responses=responses(401, 403, 404, 422),
-            summary="The tenant's SMTP or SMPP account (without its password)")
+            summary="The tenant's SMTP or SMPP account or HTTP SMS gateway (without credentials)")
 async def get_channel(ctx: Ctx, scope: Readers, channel: Kind) -> ChannelOut:
     r = await ctx.pool.fetchrow("SELECT * FROM notification_channels WHERE tenant_id = $1"
                                 " AND channel = $2", scope.tenant_id, channel)  # fmt: skip
@@ -189,6 +200,7 @@ async def get_channel(ctx: Ctx, scope: Readers, channel: Kind) -> ChannelOut:
         raise ApiProblem(404, "not_found", f"no {channel} channel is configured")
     return ChannelOut(channel=channel, settings=orjson.loads(r["settings"]),
                       password_set=r["secret_enc"] is not None, enabled=r["enabled"],
+                      webhook_secret_set=r["inbound_secret_enc"] is not None,
                       updated_at=r["updated_at"])  # fmt: skip
 
 
@@ -215,7 +227,7 @@ async def put_template(ctx: Ctx, scope: Admins, event: EventName, channel: Chann
         await record_change(conn, scope.caller, scope.tenant_id, "notifications.template",
                             f"template:{event}/{channel}/{part}/{language}", None,
                             {"source": body.source})  # fmt: skip
-    return TemplateOut(**{k: r[k] for k in TemplateOut.model_fields})
+    return TemplateOut.of(r)
 
 
 @router.delete(TEMPLATE, status_code=204, response_class=Response,
@@ -236,7 +248,7 @@ async def delete_template(ctx: Ctx, scope: Admins, event: EventName, channel: Ch
 async def list_templates(ctx: Ctx, scope: Readers) -> TemplatePage:
     rows = await ctx.pool.fetch("SELECT * FROM notification_templates WHERE tenant_id = $1"
                                 " ORDER BY event, channel, part, language", scope.tenant_id)
-    return TemplatePage(items=[TemplateOut(**{k: r[k] for k in TemplateOut.model_fields})
+    return TemplatePage(items=[TemplateOut.of(r)
                                for r in rows])  # fmt: skip
 
 
@@ -291,4 +303,4 @@ async def resend(ctx: Ctx, scope: Admins,
         if exists is None:
             raise ApiProblem(404, "not_found", f"notification {notification_id} not found")
         raise ApiProblem(409, "not_resendable", f"notification {notification_id} is {exists}")
-    return NotificationOut(**{k: r[k] for k in NotificationOut.model_fields})
+    return NotificationOut.of(r)

@@ -7,8 +7,9 @@ decimal strings in major units and are turned into int micros on the way in, nev
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Final
+from typing import Annotated, Any, Final, Self
 
 from fastapi import Path, Query
 from pydantic import (
@@ -43,6 +44,11 @@ class Out(BaseModel):
     """Response bodies."""
 
     model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Self:
+        """From a database row holding (at least) every field of the body."""
+        return cls(**{k: row[k] for k in cls.model_fields})
 
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]

@@ -1,7 +1,8 @@
 """Each tenant's channels, built from its configuration (Postgres adapter): an SMTP sender, and
 an SMPP session kept bound while the registry runs (one client per tenant, started on first
-use, stopped on close). A channel whose configuration changed is rebuilt; a disabled or missing
-one is None (the dispatcher retries the message later, so nothing is lost by configuring late).
+use, stopped on close), or an HTTP SMS gateway when no SMPP account is enabled. A channel
+whose configuration changed is rebuilt; a disabled or missing one is None (the dispatcher
+retries the message later, so nothing is lost by configuring late).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import orjson
 
 from billing.secrets import Secrets
 from notifications.channels.email import EmailChannel, SmtpSettings
+from notifications.channels.http_sms import HttpSmsChannel, HttpSmsSettings
 from notifications.channels.model import Channel
 from notifications.channels.sms import DeliveryReceipts, SmsChannel
 from notifications.smpp import Delivery, OnDeliver, SmppClient
 
 __all__ = ["ChannelRegistry"]
 
-KINDS = {"email": "smtp", "sms": "smpp"}  # the outbox's channel -> the configured account
+# The outbox's channel -> the configured accounts it may use, the first enabled one wins.
+KINDS = {"email": ("smtp",), "sms": ("smpp", "http_sms")}
 
 
 @dataclass
@@ -33,6 +36,7 @@ class _Built:
     client: SmppClient | None = None
     stop: asyncio.Event | None = None
     task: asyncio.Task[None] | None = None
+    kind: str = ""  # the account it was built from: smtp, smpp or http_sms
 
 
 class ChannelRegistry:
@@ -44,24 +48,32 @@ class ChannelRegistry:
         self._built: dict[tuple[str, str], _Built] = {}
 
     async def channel(self, tenant_id: str, name: str) -> Channel | None:
-        kind = KINDS.get(name)
-        if kind is None:
+        kinds = KINDS.get(name)
+        if kinds is None:
             return None
         r = await self.pool.fetchrow(
-            "SELECT settings, secret_enc, enabled, updated_at FROM notification_channels"
-            " WHERE tenant_id = $1 AND channel = $2", tenant_id, kind)  # fmt: skip
-        key = (tenant_id, kind)
+            "SELECT channel, settings, secret_enc, enabled, updated_at FROM notification_channels"
+            " WHERE tenant_id = $1 AND channel = ANY($2::text[]) AND enabled"
+            " ORDER BY array_position($2::text[], channel) LIMIT 1", tenant_id,
+            list(kinds))  # fmt: skip
+        key = (tenant_id, name)
         built = self._built.get(key)
-        if r is None or not r["enabled"]:
+        if r is None:
             await self._drop(key)
             return None
-        if built is not None and built.updated_at == r["updated_at"]:
+        kind = r["channel"]
+        if built is not None and (built.kind, built.updated_at) == (kind, r["updated_at"]):
             return built.channel
         await self._drop(key)
+        if r["secret_enc"] is not None and self.secrets is None and kind == "http_sms":
+            return None  # its credential waits for CE_SECRETS_KEY (sent without, it is a 401)
         password = (self.secrets.decrypt(r["secret_enc"])
                     if r["secret_enc"] is not None and self.secrets else None)  # fmt: skip
         s = orjson.loads(r["settings"])
-        if kind == "smtp":
+        if kind == "http_sms":
+            built = _Built(r["updated_at"], HttpSmsChannel(HttpSmsSettings.from_stored(
+                s, password)))  # fmt: skip
+        elif kind == "smtp":
             built = _Built(r["updated_at"], EmailChannel(SmtpSettings(
                 s["host"], int(s["port"]), s["sender"], username=s.get("username"),
                 password=password, security=s.get("security", "starttls"))))  # fmt: skip
@@ -71,6 +83,7 @@ class ChannelRegistry:
             stop = asyncio.Event()
             built = _Built(r["updated_at"], SmsChannel(client, s.get("source", "")), client,
                            stop, asyncio.create_task(client.run(stop)))  # fmt: skip
+        built.kind = kind
         self._built[key] = built
         return built.channel
 
@@ -82,7 +95,7 @@ class ChannelRegistry:
 
     async def _drop(self, key: tuple[str, str]) -> None:
         built = self._built.pop(key, None)
-        if built is not None and isinstance(built.channel, EmailChannel):
+        if built is not None and isinstance(built.channel, EmailChannel | HttpSmsChannel):
             await built.channel.aclose()
         if built is not None and built.stop is not None and built.task is not None:
             built.stop.set()

@@ -9,6 +9,7 @@ ids, and on A's own tenant with ids that exist only in B: every call must answer
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -17,6 +18,7 @@ import pytest
 
 from billing.secrets import generate_key
 from billing.webhooks.outbox import enqueue
+from notifications.channels.http_sms import SIGNATURE_HEADER, sign
 from tests.admin.conftest import Api, World, eventually, problem
 
 ROLES = ("tenant_admin", "ops", "agent", "finance")
@@ -113,6 +115,8 @@ BODIES: dict[tuple[str, str], Any] = {
         {"preset": "customer_absent"},
     ("POST", "/v1/tenants/{tenant_id}/collection-tasks/{task_id}/collections"):
         {"amount": "1.00", "method": "cash"},
+    ("PUT", "/v1/tenants/{tenant_id}/inbound-settings"): {"destination": "+15550000999"},
+    ("PUT", "/v1/tenants/{tenant_id}/inbound-keywords/{keyword}"): {"meaning": "help"},
 }
 # Query strings some routes need to get past validation.
 QUERIES: dict[tuple[str, str], str] = {
@@ -139,6 +143,8 @@ UNSCOPED = {
     ("GET", "/v1/self/plan-change-requests"),
     ("POST", "/v1/self/plan-change-requests/{request_id}/cancel"),
     ("POST", "/v1/self/pickup-requests"),
+    # no key: the tenant's HTTP SMS gateway signs them with its webhook secret
+    ("POST", "/v1/sms-gateway/{tenant_id}/inbound"), ("POST", "/v1/sms-gateway/{tenant_id}/status"),
 }
 
 
@@ -205,7 +211,8 @@ async def snapshot(world: World, api: Api) -> dict[str, Any]:
                   "payment_methods", "auto_topup_attempts", "plan_change_requests",
                   "self_service_tokens", "notification_settings", "notification_channels",
                   "notification_templates", "notifications", "collection_agents",
-                  "collection_presets", "collection_tasks", "collection_visits"):
+                  "collection_presets", "collection_tasks", "collection_visits",
+                  "inbound_settings", "inbound_keywords", "inbound_messages"):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE tenant_id = 'zeta'")
         out[table] = sorted(map(str, (dict(r) for r in rows)))
     return out
@@ -297,10 +304,12 @@ async def _b_billing(b: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, str]
                                                   "webhook_secret": "whsec_zeta_secret"})
     assert r.status_code == 200, r.text
     task_id = await _b_collections(b)
+    await _b_inbound(b, pool)
     return {"payment_id": payment_id, "credit_note_id": credit_note_id, "gateway": "stripe",
             "task_id": task_id, "agent_id": "gz",
             "request_id": request_id, "notification_id": str(notification_id),
-            "channel": "smtp", "event": "invoice.ready", "part": "body", "language": "en",
+            "channel": "smtp", "keyword": "SALDO", "event": "invoice.ready", "part": "body",
+            "language": "en",
             "bill_plan_id": "bp_z", "tax_code": "VAT_Z",
             "discount_id": "d_z", "did_number": "4930000001", "charge_id": charge_id,
             "invoice_id": invoice_id, "endpoint_id": endpoint_id, "delivery_id": str(delivery_id)}
@@ -321,6 +330,24 @@ async def _b_collections(b: httpx.AsyncClient) -> str:
     r = await b.post(z + f"/collection-tasks/{task_id}/visits", json={"preset": "refused"})
     assert r.status_code == 201, r.text
     return task_id
+
+
+async def _b_inbound(b: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    """B's inbound number, a keyword of B's, a text B received and B's HTTP SMS gateway."""
+    z = "/v1/tenants/zeta"
+    r = await b.put(z + "/inbound-settings", json={"destination": "+15550000777"})
+    assert r.status_code == 200, r.text
+    r = await b.put(z + "/inbound-keywords/saldo", json={"meaning": "balance", "language": "de"})
+    assert r.status_code == 200, r.text
+    await pool.execute(
+        "INSERT INTO inbound_messages (tenant_id, source, number, destination, text, outcome,"
+        " received_at) VALUES ('zeta', '+4915100000009', '+4915100000009', '+15550000777',"
+        " 'SALDO', 'no_reply', now())")  # fmt: skip
+    r = await b.put(z + "/notification-channels/http_sms", json={
+        "url": "https://sms.zeta.example/send", "auth": "bearer", "token": "zeta-token",
+        "sender": "Zeta",
+        "webhook_secret": "zeta-webhook-secret-0123"})  # fmt: skip
+    assert r.status_code == 200, r.text
 
 
 async def _b_invoice(pool: asyncpg.Pool) -> tuple[str, int]:
@@ -387,7 +414,15 @@ def _a_ids(world: World) -> dict[str, str]:
     return {"account_id": "a1", "key_id": world.a.key_ids["ops"]}
 
 
-async def test_unscoped_routes_show_a_tenant_key_only_itself(api: Api, world: World) -> None:
+async def test_unscoped_routes_show_a_tenant_key_only_itself(
+    api: Api, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CE_SECRETS_KEY", generate_key())
+    r = await world.b.admin.put("/v1/tenants/zeta/notification-channels/http_sms", json={
+        "url": "https://sms.zeta.example/send", "sender": "Zeta",
+        "webhook_secret": "zeta-webhook-secret-0123"})
+    assert r.status_code == 200, r.text
+    now = int(datetime.now(UTC).timestamp())
     for role in ROLES:
         c = world.a.clients[role]
         r = await c.get("/v1/tenants")
@@ -408,7 +443,16 @@ async def test_unscoped_routes_show_a_tenant_key_only_itself(api: Api, world: Wo
                          headers={"Content-Type": "application/json",
                                   "Stripe-Signature": "t=1,v1=00"})  # fmt: skip
         assert r.status_code in (400, 404), r.text
+        # B's SMS gateway webhooks: neither a key nor a signature with another secret will do
+        for hook in ("inbound", "status"):
+            body = b'{"from": "+4915100000009", "to": "+15550000777", "text": "BALANCE",' \
+                b' "message_id": "m1", "status": "delivered"}'  # fmt: skip
+            r = await c.post(f"/v1/sms-gateway/zeta/{hook}", content=body, headers={
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign("acme-webhook-secret-0123", now, body)})  # fmt: skip
+            problem(r, 401, "unverified")
     assert await api.engine.pool.fetchval("SELECT count(*) FROM gateway_events") == 0
+    assert await api.engine.pool.fetchval("SELECT count(*) FROM inbound_messages") == 0
     # The metrics page carries no tenant data
     text = (await world.a.admin.get("/metrics")).text
     assert "zeta" not in text and "b1" not in text
