@@ -5,12 +5,12 @@ with sample data, and the outbox (search, resend)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from admin_api.audit import record_change
 from admin_api.auth import ADMINS, READERS, Scope, allow
@@ -35,6 +35,7 @@ EventName = Annotated[str, Path(pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$")]
 Host = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]{1,253}$")]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=200,
                                          pattern=r"^[^\x00-\x1f\x7f]+$")]  # fmt: skip
+LocalTime = Annotated[time, Field(strict=False)]  # "21:00" from JSON
 Status = Literal["pending", "sending", "sent", "delivered", "failed", "dead"]
 
 
@@ -43,6 +44,24 @@ class SettingsIn(Body):
     language: str = Field("en", pattern=r"^[a-z]{2}(_[A-Z]{2})?$")
     locale: str = Field("en_US", pattern=r"^[a-z]{2}(_[A-Z]{2})?$")
     reminder_days: int = Field(3, ge=0, le=60)
+    quiet_start: LocalTime | None = Field(None, description="No SMS from this local time (the"
+                                     " tenant's timezone; with quiet_end; may wrap midnight)")
+    quiet_end: LocalTime | None = Field(None, description="... until this local time")
+    sms_per_minute: int | None = Field(None, ge=1, le=1_000_000,
+                                       description="The most SMS sent per minute; none: no limit")
+
+    @model_validator(mode="after")
+    def _quiet_hours(self) -> SettingsIn:
+        start, end = self.quiet_start, self.quiet_end
+        if (start is None) != (end is None):
+            raise ValueError("quiet_start and quiet_end go together")
+        if start is not None and end is not None:
+            if start.tzinfo is not None or end.tzinfo is not None:
+                raise ValueError("quiet hours are local times in the tenant's timezone"
+                                 " (no offset)")  # fmt: skip
+            if start == end:
+                raise ValueError("quiet_start and quiet_end must differ")
+        return self
 
 
 class SettingsOut(SettingsIn, Out):
@@ -128,20 +147,25 @@ def _event(name: str) -> None:
 
 @router.put(T + "/notification-settings", response_model=SettingsOut,
             responses=responses(401, 403, 404, 422), summary="Set the tenant's notification"
-            " settings (alternate numbers, language and locale, reminder days)")
+            " settings (alternate numbers, language and locale, reminder days, SMS quiet"
+            " hours and rate limit)")
 async def put_settings(ctx: Ctx, scope: Admins, body: SettingsIn) -> SettingsOut:
     async with ctx.pool.acquire() as conn, conn.transaction():
         await lookups.tenant(conn, scope.tenant_id)
         r = await conn.fetchrow(
             "INSERT INTO notification_settings (tenant_id, sms_alternate, language, locale,"
-            " reminder_days, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id)"
-            " DO UPDATE SET sms_alternate = excluded.sms_alternate, language ="
-            " excluded.language, locale = excluded.locale, reminder_days ="
-            " excluded.reminder_days, updated_at = excluded.updated_at RETURNING *",
+            " reminder_days, quiet_start, quiet_end, sms_per_minute, updated_at) VALUES ($1,"
+            " $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id) DO UPDATE SET"
+            " sms_alternate = excluded.sms_alternate, language = excluded.language, locale ="
+            " excluded.locale, reminder_days = excluded.reminder_days, quiet_start ="
+            " excluded.quiet_start, quiet_end = excluded.quiet_end, sms_per_minute ="
+            " excluded.sms_per_minute, updated_at = excluded.updated_at RETURNING *",
             scope.tenant_id, body.sms_alternate, body.language, body.locale,
-            body.reminder_days, ctx.now())  # fmt: skip
+            body.reminder_days, body.quiet_start, body.quiet_end, body.sms_per_minute,
+            ctx.now())  # fmt: skip
         await record_change(conn, scope.caller, scope.tenant_id, "notifications.settings",
-                            "notification-settings", None, body.model_dump())  # fmt: skip
+                            "notification-settings", None,
+                            body.model_dump(mode="json"))  # fmt: skip
     return SettingsOut.of(r)
 
 

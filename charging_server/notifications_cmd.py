@@ -16,6 +16,7 @@ from notifications.channel_registry import ChannelRegistry
 from notifications.compose import Composer
 from notifications.dispatcher import Dispatcher
 from notifications.keywords import Keywords
+from notifications.pacer import Pacer
 from notifications.relay import Relay
 from notifications.reminders import queue_reminders
 
@@ -34,7 +35,8 @@ def install_notifications(engine: Engine) -> None:
     alerts = BalanceAlerts(engine.pool)
     registry = ChannelRegistry(engine.pool, secrets, now=clock.now,
                                inbound=Keywords(engine.pool, engine.store, now=clock.now))
-    dispatcher = Dispatcher(engine.pool, registry, Composer(engine.pool), now=clock.now)
+    dispatcher = Dispatcher(engine.pool, registry, Composer(engine.pool), now=clock.now,
+                            pacing=Pacer(engine.pool, now=clock.now))
 
     async def run(stop: asyncio.Event) -> None:
         reminded: float = 0.0

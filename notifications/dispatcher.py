@@ -8,6 +8,8 @@ which a crash can send a message twice is that statement (the Message-ID / SMPP 
 names the notification, so a redelivery is recognisable). A failure is retried with
 exponential backoff and jitter until ``give_up`` after the message was created; then it is
 ``dead`` (ops see it and may resend). A refusal for good (``Undeliverable``) is dead at once.
+An SMS its tenant's pacing holds (quiet hours, rate limit: ``pacer``) goes back to pending
+until then, with no error and its attempt given back.
 """
 
 from __future__ import annotations
@@ -36,13 +38,19 @@ class ChannelSource(Protocol):
 
     async def channel(self, tenant_id: str, name: str) -> Channel | None: ...
 
+
+class Pacing(Protocol):
+    """When a claimed message may go instead of now (quiet hours, rate limits; ``pacer``)."""
+
+    async def hold(self, r: Any) -> datetime | None: ...
+
 CLAIM_SQL: Final = """
 UPDATE notifications SET status = 'sending', lease_until = $2, attempts = attempts + 1
 WHERE notification_id IN (
     SELECT notification_id FROM notifications
     WHERE status IN ('pending', 'sending') AND next_attempt_at <= $1
       AND (status = 'pending' OR lease_until < $1)
-    ORDER BY next_attempt_at
+    ORDER BY next_attempt_at, notification_id
     LIMIT $3
     FOR UPDATE SKIP LOCKED)
 RETURNING *
@@ -83,8 +91,9 @@ class Dispatcher:
     def __init__(self, pool: asyncpg.Pool, channels: Mapping[str, Channel] | ChannelSource,
                  render: Render, *,
                  now: Callable[[], datetime], retry: Retry | None = None, batch: int = 50,
-                 concurrency: int = 16) -> None:  # fmt: skip
+                 concurrency: int = 16, pacing: Pacing | None = None) -> None:  # fmt: skip
         self.pool, self.channels, self.render, self.now = pool, channels, render, now
+        self.pacing = pacing
         self.retry = retry or Retry()
         self.batch, self.concurrency = batch, concurrency
 
@@ -118,6 +127,13 @@ class Dispatcher:
         return await self.channels.channel(r["tenant_id"], r["channel"])
 
     async def _send(self, r: asyncpg.Record) -> bool:
+        hold = await self.pacing.hold(r) if self.pacing is not None else None
+        if hold is not None:  # not a failed attempt: it waits, with no error and no backoff
+            await self.pool.execute(
+                "UPDATE notifications SET status = 'pending', next_attempt_at = $2, attempts ="
+                " attempts - 1, lease_until = NULL WHERE notification_id = $1 AND status ="
+                " 'sending'", r["notification_id"], hold)  # fmt: skip
+            return False
         try:
             channel = await self._channel(r)
             if channel is None:

@@ -4,6 +4,7 @@ never returned, templates validated on save (unknown variables and reaches for i
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from billing.secrets import generate_key
@@ -80,3 +81,23 @@ async def test_outbox_search_and_resend(api: Api, world: World) -> None:
     assert r.status_code == 200 and r.json()["status"] == "pending"
     problem(await admin.post(f"{T}/notifications/{nid}/resend"), 409)
     problem(await admin.post(f"{T}/notifications/999999/resend"), 404)
+
+
+async def test_sms_quiet_hours_and_rate_limit_settings(api: Api, world: World) -> None:
+    admin, pool = world.a.admin, api.engine.pool
+    r = await admin.put(f"{T}/notification-settings", json={
+        "quiet_start": "21:00", "quiet_end": "08:00", "sms_per_minute": 30})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert (r.json()["quiet_start"], r.json()["quiet_end"]) == ("21:00:00", "08:00:00")
+    row = await pool.fetchrow("SELECT quiet_start::text, sms_per_minute FROM"
+                                    " notification_settings WHERE tenant_id = 'acme'")  # fmt: skip
+    assert tuple(row) == ("21:00:00", 30)
+    for bad, says in [({"quiet_start": "21:00"}, "go together"),
+                      ({"quiet_start": "08:00", "quiet_end": "08:00"}, "must differ"),
+                      ({"quiet_start": "21:00+02:00", "quiet_end": "08:00"}, "no offset"),
+                      ({"sms_per_minute": 0}, "greater than or equal"),
+                      ({"quiet_start": "25:00", "quiet_end": "08:00"}, "time")]:
+        body = problem(await admin.put(f"{T}/notification-settings", json=bad), 422)
+        assert says in orjson.dumps(body).decode(), (bad, body)
+    r = await admin.put(f"{T}/notification-settings", json={})  # back to none
+    assert r.json()["quiet_start"] is None and r.json()["sms_per_minute"] is None
