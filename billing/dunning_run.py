@@ -29,6 +29,7 @@ from billing.catalog.lookups import Conn
 from billing.dunning import (
     Ladder,
     Overdue,
+    Step,
     entered,
     late_fee,
     parse_ladder,
@@ -185,13 +186,15 @@ async def _enter(conn: Conn, ladder: Ladder, tenant_id: str, account_id: str,
             )  # fmt: skip
         if step.notify:
             await enqueue(conn, tenant_id, "dunning.step_entered", _event(
-                account_id, step.name, overdue, fee), at=at,
+                account_id, step, overdue, fee), at=at,
                 dedup_key=f"dunning.step_entered:{account_id}:{episode}:{i}")  # fmt: skip
     return tuple(names)
 
 
-def _event(account_id: str, step: str, overdue: Overdue, fee: int) -> dict[str, Any]:
-    return {"account_id": account_id, "step": step, "overdue_amount": overdue.amount,
+def _event(account_id: str, step: Step, overdue: Overdue, fee: int) -> dict[str, Any]:
+    return {"account_id": account_id, "step": step.name,
+            "status": step.status.value if step.status else None,
+            "overdue_amount": overdue.amount,
             "overdue_invoices": overdue.invoices, "late_fee": fee,
             "oldest_due_on": overdue.oldest_due.isoformat() if overdue.oldest_due else None}
 

@@ -19,6 +19,7 @@ from notifications.keywords import Keywords
 from notifications.pacer import Pacer
 from notifications.relay import Relay
 from notifications.reminders import queue_reminders
+from notifications.status_messages import StatusMessages
 
 log = logging.getLogger("charging_server.notifications")
 IDLE_S = 1.0  # an idle pass waits this long for the stop signal before looking again
@@ -33,6 +34,7 @@ def install_notifications(engine: Engine) -> None:
     clock = SystemClock()
     relay = Relay(engine.pool, now=clock.now)
     alerts = BalanceAlerts(engine.pool)
+    statuses = StatusMessages(engine.pool)
     registry = ChannelRegistry(engine.pool, secrets, now=clock.now,
                                inbound=Keywords(engine.pool, engine.store, now=clock.now))
     dispatcher = Dispatcher(engine.pool, registry, Composer(engine.pool), now=clock.now,
@@ -48,6 +50,7 @@ def install_notifications(engine: Engine) -> None:
                         reminded = time.monotonic()
                         busy += await queue_reminders(engine.pool, clock.now())
                     busy += await alerts.run_once(clock.now())
+                    busy += await statuses.run_once(clock.now())
                     busy += await relay.run_once() + await dispatcher.run_once()
                 except Exception:  # the database restarted, say: the next pass retries
                     log.exception("notifications pass failed")

@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Final
 
-__all__ = ["RULES", "Intent", "intents"]
+__all__ = ["RULES", "Intent", "intents", "status_event"]
 
 SMS_AND_EMAIL: Final = ("sms", "email")
+# How much service each status bars: a change to a stricter barred status is a suspension,
+# one from a barred status to active a restoration (inactive and terminated have their own
+# messages, or none).
+_BARS: Final = {"active": 0, "outgoing_suspended": 1, "suspended": 2}
 Rule = Callable[[Mapping[str, Any], datetime], list["Intent"]]
 
 
@@ -64,15 +68,13 @@ def _payment(d: Mapping[str, Any], at: datetime) -> list[Intent]:
 
 
 def _step(d: Mapping[str, Any], at: datetime) -> list[Intent]:
+    if _BARS.get(str(d.get("status")), 0) > 0:
+        return []  # a step that suspends is told by the status change (account.suspended)
     oldest = _day(d.get("oldest_due_on"))
     return [Intent("dunning.step", str(d["account_id"]), {
         "step_name": d.get("step"), "amount_overdue": int(d.get("overdue_amount") or 0),
         "days_overdue": (at.date() - oldest).days if oldest else None,
         "pay_url": None})]  # fmt: skip
-
-
-def _cleared(d: Mapping[str, Any], at: datetime) -> list[Intent]:
-    return [Intent("account.restored", str(d["account_id"]), {})]
 
 
 def _expiring(d: Mapping[str, Any], at: datetime) -> list[Intent]:
@@ -100,7 +102,6 @@ RULES: Final[dict[str, Rule]] = {
     "receipt.issued": _receipt,
     "payment.recorded": _payment,
     "dunning.step_entered": _step,
-    "dunning.cleared": _cleared,
     "balance.expiring": _expiring,
     "account.inactivation_pending": _inactivation,
 }
@@ -116,3 +117,15 @@ def intents(event_type: str, data: Mapping[str, Any], at: datetime) -> list[Inte
         return rule(data, at)
     except (KeyError, TypeError, ValueError):
         return []
+
+
+def status_event(before: str | None, after: str) -> str | None:
+    """The template event of an account status change (``account_status_history``), if any:
+    ``account.suspended`` when service gets more barred, ``account.restored`` when a barred
+    or inactive account is active again."""
+    if after == "active":
+        return "account.restored" if before not in (None, "active", "terminated") else None
+    was = before or "active"
+    if after in _BARS and was in _BARS and _BARS[after] > _BARS[was]:
+        return "account.suspended"
+    return None

@@ -126,7 +126,6 @@ def test_every_rule_gives_its_template_every_variable() -> None:
         "payment.recorded": {"payment": {"account_id": "a", "amount": 5,
                                          "received_on": "2026-06-01"}},
         "dunning.step_entered": {"account_id": "a", "step": "s", "overdue_amount": 5},
-        "dunning.cleared": {"account_id": "a"},
         "balance.expiring": {"account_id": "a", "amount": 5, "valid_until": "2026-06-08"},
         "account.inactivation_pending": {"account_id": "a", "due_on": "2026-07-01"},
         "collection.recorded": {"collection": {"account_id": "a", "amount": 5, "method": "cash",
@@ -138,10 +137,3 @@ def test_every_rule_gives_its_template_every_variable() -> None:
         (i,) = intents(kind, data, AT)
         declared = set(get_event(i.event).variables) - set(COMMON_VARIABLES)
         assert set(i.context) == declared, kind
-
-
-async def test_a_cleared_ladder_tells_the_customer_service_is_back(pool: asyncpg.Pool) -> None:
-    await setup(pool)
-    await emit(pool, "dunning.cleared", {"account_id": "a1", "step": "suspended"}, "c1")
-    assert await Relay(pool, now=lambda: AT).run_once() == 2
-    assert {e for e, _, _ in await rows(pool)} == {"account.restored"}
